@@ -1,0 +1,297 @@
+// dga:m=16,gamma=0.1,samples=64,sample=last|strided — Dynamic Group Attention (Zhang et al.,
+// ICML 2025), exactly as DESIGN.md §3 specifies it. Per (batch, kv head):
+//   1. importance s_j = Σ_{i∈S, i>=j} softmax_i(q_i·K·scale)_j over sampled queries S and the
+//      query heads of the kv head;
+//   2. the top ceil(gamma·L) tokens by s are focal;
+//   3. the others, in position order, form consecutive groups of m; group g (last position e_g)
+//      aggregates k~ = Σ w_j k_j, v~ = Σ w_j v_j, w = softmax(mean-over-heads q_{e_g}·K_g·scale);
+//      a final group shorter than m is not aggregated;
+//   4-5. attention over [focal ; aggregates ; raw non-focal] with visibility intervals
+//      focal [j, ∞), aggregate [e_g, ∞), raw non-focal [j, e_g) (or [j, ∞) in the short group);
+//   6. decode: cache = focal + aggregates + raw tail; once the tail holds T = ceil(m / (1-gamma))
+//      tokens, its T - m most attended (by the newest query) become focal and the other m one group.
+#include "attention_impls/full_cache.h"
+#include "attention_impls/reference.h"
+#include "attention_impls/registry.h"
+
+#include <cmath>
+
+namespace lcb::attn {
+namespace {
+
+using ref::kNever;
+
+// ceil(x) that ignores floating-point noise (0.1 * 30 must give 3, not 4).
+int64_t robust_ceil(double x) {
+  return static_cast<int64_t>(std::ceil(x - 1e-9));
+}
+
+class DgaCache final : public Cache {
+ public:
+  int64_t length() const override { return seen; }
+  int64_t bytes() const override {
+    int64_t n = 0;
+    for (const auto* t : {&focal_k, &focal_v, &agg_k, &agg_v, &tail_k, &tail_v}) {
+      n += t->numel() * static_cast<int64_t>(t->element_size());
+    }
+    return n;
+  }
+  at::Tensor focal_k, focal_v;      // [B, Hkv, F, D]
+  at::Tensor agg_k, agg_v;          // [B, Hkv, G, D]
+  at::Tensor tail_k, tail_v;        // [B, Hkv, R, D] raw tokens of the unfinished group
+  at::Tensor tail_pos;              // [B, Hkv, R]
+  int64_t seen = 0;
+};
+
+class Dga final : public Attention {
+ public:
+  Dga(int64_t m, double gamma, int64_t samples, std::string sample)
+      : m_(m), gamma_(gamma), samples_(samples), sample_(std::move(sample)) {}
+
+  std::string family() const override { return "dga"; }
+  std::string spec() const override {
+    return "dga:m=" + std::to_string(m_) + ",gamma=" + format_number(gamma_) + ",samples=" + std::to_string(samples_) +
+           ",sample=" + sample_;
+  }
+
+  Support supports(const Shape& s, at::ScalarType dtype, at::Device device) const override {
+    Support base = common_support(s, dtype, device);
+    if (!base.ok) return base;
+    if (s.q_len != s.kv_len) {
+      return Support::no("dga forward is a prefill: q length (" + std::to_string(s.q_len) + ") must equal kv length (" +
+                         std::to_string(s.kv_len) + "); single tokens go through decode()");
+    }
+    return Support::yes();
+  }
+
+  int64_t focal_count(int64_t L) const { return std::min(L, robust_ceil(gamma_ * static_cast<double>(L))); }
+  int64_t tail_limit() const { return robust_ceil(static_cast<double>(m_) / (1.0 - gamma_)); }
+
+  // Sampled query positions S (ascending, always containing L - 1).
+  at::Tensor sampled_positions(int64_t L, at::Device dev) const {
+    const int64_t n = std::min(samples_, L);
+    const auto opt = at::TensorOptions().dtype(at::kLong).device(dev);
+    if (sample_ == "last") return at::arange(L - n, L, opt);
+    return (at::arange(1, n + 1, opt) * L).div(n, "floor") - 1;  // floor((t+1)·L/n) - 1
+  }
+
+  // The DGA layout of a prefill: compressed keys/values with intervals, and the kept intervals
+  // over the original keys (for mass recall).
+  struct Layout {
+    at::Tensor keys, values;  // [B, Hkv, N, D], compute dtype
+    at::Tensor lo, hi;        // [B, Hkv, N]
+    at::Tensor kept_lo, kept_hi;  // [B, Hkv, L] individual visibility of original tokens
+    int64_t focal = 0, groups = 0, raw = 0;
+    // Decode cache pieces.
+    at::Tensor focal_k, focal_v, agg_k, agg_v, tail_k, tail_v, tail_pos;
+  };
+
+  Layout build_layout(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) const {
+    const auto cdt = ref::compute_dtype(q.scalar_type());
+    const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
+    const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
+    const at::Tensor qf = q.to(cdt), kf = k.to(cdt), vf = v.to(cdt);
+    const at::Tensor arange_l = at::arange(L, lopt);
+
+    Layout lay;
+    const int64_t F = focal_count(L), R = L - F, G = R / m_, T = R - G * m_;
+    lay.focal = F;
+    lay.groups = G;
+    lay.raw = R;
+
+    // 1-2. Importance from the sampled queries, then the focal set (selection is not differentiated).
+    at::Tensor order;  // [B, Hkv, L]: non-focal positions ascending, then focal positions ascending
+    {
+      at::NoGradGuard no_grad;
+      const at::Tensor S = sampled_positions(L, q.device());
+      const at::Tensor logits = at::matmul(qf.detach().index_select(2, S), ref::repeat_kv(kf.detach(), Gq).transpose(-2, -1)) * scale;
+      const at::Tensor future = arange_l.unsqueeze(0).gt(S.unsqueeze(1));  // [|S|, L]
+      const at::Tensor p = at::softmax(logits.masked_fill(future, -INFINITY), -1);
+      const at::Tensor importance = p.sum(2).view({B, Hkv, Gq, L}).sum(2);  // [B, Hkv, L]
+      at::Tensor is_focal = at::zeros({B, Hkv, L}, lopt);
+      if (F > 0) is_focal.scatter_(-1, std::get<1>(importance.topk(F, -1)), 1);
+      order = at::argsort(is_focal * L + arange_l, /*stable=*/true, -1, /*descending=*/false);
+    }
+    const at::Tensor nonfocal_pos = order.narrow(-1, 0, R);  // [B, Hkv, R]
+    const at::Tensor focal_pos = order.narrow(-1, R, F);     // [B, Hkv, F]
+
+    auto gather_rows = [&](const at::Tensor& x, const at::Tensor& idx) {  // x [B, Hkv, L, D], idx [B, Hkv, n]
+      return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
+    };
+
+    // 3. Groups of m consecutive non-focal tokens; weights from the group's last query.
+    const at::Tensor grouped = nonfocal_pos.narrow(-1, 0, G * m_).view({B, Hkv, G, m_});
+    const at::Tensor ends = grouped.select(-1, m_ - 1);  // [B, Hkv, G]
+    const at::Tensor kg = gather_rows(kf, grouped.reshape({B, Hkv, G * m_})).view({B, Hkv, G, m_, D});
+    const at::Tensor vg = gather_rows(vf, grouped.reshape({B, Hkv, G * m_})).view({B, Hkv, G, m_, D});
+    // Queries at e_g of every head of the kv head: [B, Hkv, G, Gq, D].
+    const at::Tensor q_heads = qf.view({B, Hkv, Gq, L, D});
+    const at::Tensor q_end = q_heads.gather(3, ends.unsqueeze(2).unsqueeze(-1).expand({B, Hkv, Gq, G, D})).transpose(2, 3);
+    const at::Tensor w = at::softmax(at::matmul(q_end, kg.transpose(-2, -1)).mean(3) * scale, -1);  // [B, Hkv, G, m]
+    // Aggregates are stored in the input dtype, as a kernel would store them.
+    lay.agg_k = (w.unsqueeze(-1) * kg).sum(3).to(q.scalar_type());
+    lay.agg_v = (w.unsqueeze(-1) * vg).sum(3).to(q.scalar_type());
+
+    // 4-5. Keys and intervals: [focal ; aggregates ; raw non-focal].
+    lay.focal_k = gather_rows(k, focal_pos);
+    lay.focal_v = gather_rows(v, focal_pos);
+    const at::Tensor raw_k = gather_rows(kf, nonfocal_pos), raw_v = gather_rows(vf, nonfocal_pos);
+    lay.keys = at::cat({lay.focal_k.to(cdt), lay.agg_k.to(cdt), raw_k}, 2);
+    lay.values = at::cat({lay.focal_v.to(cdt), lay.agg_v.to(cdt), raw_v}, 2);
+    const at::Tensor never_f = at::full({B, Hkv, F}, kNever, lopt);
+    const at::Tensor raw_hi = at::cat({ends.unsqueeze(-1).expand({B, Hkv, G, m_}).reshape({B, Hkv, G * m_}),
+                                       at::full({B, Hkv, T}, kNever, lopt)}, -1);
+    lay.lo = at::cat({focal_pos, ends, nonfocal_pos}, -1);
+    lay.hi = at::cat({never_f, at::full({B, Hkv, G}, kNever, lopt), raw_hi}, -1);
+
+    // Individual visibility of each original token (focal, or raw until its group completes).
+    lay.kept_lo = arange_l.view({1, 1, L}).expand({B, Hkv, L});
+    lay.kept_hi = at::full({B, Hkv, L}, kNever, lopt).scatter(-1, nonfocal_pos, raw_hi);
+
+    // 6. Decode cache after prefill: the short final group is the raw tail.
+    lay.tail_pos = nonfocal_pos.narrow(-1, G * m_, T);
+    lay.tail_k = gather_rows(k, lay.tail_pos);
+    lay.tail_v = gather_rows(v, lay.tail_pos);
+    return lay;
+  }
+
+  Output forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts,
+                 std::unique_ptr<Cache>* cache) const override {
+    check_qkv(q, k, v, "dga");
+    const Shape s = Shape::of(q, k);
+    const Support sup = supports(s, q.scalar_type(), q.device());
+    if (!sup.ok) throw std::invalid_argument("dga: " + sup.reason);
+    const double scale = ref::softmax_scale(opts, s.head_dim);
+    const int64_t groups = s.q_heads / s.kv_heads;
+    const Layout lay = build_layout(q, k, v, scale);
+
+    Output o;
+    o.backend = "reference";
+    o.out = ref::masked_attention(q, lay.keys, lay.values, scale, opts.chunk_rows,
+                                  [&](int64_t r0, int64_t rows, const at::Tensor&) {
+                                    const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
+                                    return ref::interval_mask(lay.lo, lay.hi, pos, groups);
+                                  });
+    if (opts.want_recall) {
+      o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, [&](int64_t r0, int64_t rows, const at::Tensor&) {
+        const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
+        return ref::interval_mask(lay.kept_lo, lay.kept_hi, pos, groups);
+      });
+    }
+    o.cost = layout_cost(s, lay);
+    if (cache) {
+      auto c = std::make_unique<DgaCache>();
+      c->focal_k = lay.focal_k;
+      c->focal_v = lay.focal_v;
+      c->agg_k = lay.agg_k;
+      c->agg_v = lay.agg_v;
+      c->tail_k = lay.tail_k;
+      c->tail_v = lay.tail_v;
+      c->tail_pos = lay.tail_pos;
+      c->seen = s.kv_len;
+      *cache = std::move(c);
+    }
+    return o;
+  }
+
+  // Exact pairs from the intervals: each compressed key is seen by positions [lo, min(hi, L)).
+  Cost layout_cost(const Shape& s, const Layout& lay) const {
+    Cost c;
+    at::NoGradGuard no_grad;
+    const at::Tensor seen = (lay.hi.clamp_max(s.kv_len) - lay.lo).clamp_min(0);
+    c.kept_pairs = seen.sum().item<int64_t>() * (s.q_heads / s.kv_heads);
+    ref::finish_cost(c, s, s.batch * s.kv_heads * (lay.focal + lay.groups + lay.raw));
+    const double D = static_cast<double>(s.head_dim);
+    // Importance: q·k for each sampled query over its causal keys; groups: q·k of the group's
+    // query heads over m keys, then the weighted sums of K and V.
+    const at::Tensor S = sampled_positions(s.kv_len, at::kCPU);
+    const double sampled_pairs = static_cast<double>((S + 1).sum().item<int64_t>());
+    c.selection_flops = 2.0 * D * sampled_pairs * s.batch * s.q_heads +
+                        static_cast<double>(lay.groups) * s.batch * (2.0 * D * m_ * s.q_heads + 4.0 * D * m_ * s.kv_heads);
+    return c;
+  }
+
+  at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
+                    const Options& opts) const override {
+    check_decode_step(q1, k1, v1, "dga");
+    auto& c = cache_as<DgaCache>(cache, "dga");
+    const int64_t B = q1.size(0), Hq = q1.size(1), D = q1.size(3), Hkv = k1.size(1), Gq = Hq / Hkv;
+    const double scale = ref::softmax_scale(opts, D);
+    const auto cdt = ref::compute_dtype(q1.scalar_type());
+    const int64_t p = c.seen;
+    c.tail_k = at::cat({c.tail_k, k1}, 2);
+    c.tail_v = at::cat({c.tail_v, v1}, 2);
+    c.tail_pos = at::cat({c.tail_pos, at::full({B, Hkv, 1}, p, c.tail_pos.options())}, 2);
+    c.seen += 1;
+
+    // Everything in the cache is visible to the newest query.
+    const at::Tensor keys = at::cat({c.focal_k, c.agg_k, c.tail_k}, 2).to(cdt);
+    const at::Tensor values = at::cat({c.focal_v, c.agg_v, c.tail_v}, 2).to(cdt);
+    const at::Tensor logits = at::matmul(q1.to(cdt), ref::repeat_kv(keys, Gq).transpose(-2, -1)) * scale;  // [B, Hq, 1, N]
+    const at::Tensor probs = at::softmax(logits, -1);
+    const at::Tensor out = at::matmul(probs, ref::repeat_kv(values, Gq)).to(q1.scalar_type());
+
+    const int64_t R = c.tail_k.size(2);
+    if (gamma_ < 1.0 && R >= tail_limit()) regroup(c, q1.to(cdt), probs, scale, B, Hkv, Gq, D);
+    return out;
+  }
+
+  // The tail is full: its T - m most attended tokens become focal, the other m one group.
+  void regroup(DgaCache& c, const at::Tensor& q1, const at::Tensor& probs, double scale, int64_t B, int64_t Hkv,
+               int64_t Gq, int64_t D) const {
+    at::NoGradGuard no_grad;
+    const int64_t R = c.tail_k.size(2), N = probs.size(-1), n_focal = R - m_;
+    const at::Tensor tail_attn = probs.narrow(-1, N - R, R).view({B, Hkv, Gq, R}).sum(2);  // [B, Hkv, R]
+    const at::Tensor promote = at::zeros({B, Hkv, R}, c.tail_pos.options());
+    if (n_focal > 0) promote.scatter_(-1, std::get<1>(tail_attn.topk(n_focal, -1)), 1);
+    const at::Tensor arange_r = at::arange(R, c.tail_pos.options());
+    const at::Tensor order = at::argsort(promote * R + arange_r, /*stable=*/true, -1, false);
+    auto rows = [&](const at::Tensor& x, const at::Tensor& idx) {
+      return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
+    };
+    const at::Tensor grp = order.narrow(-1, 0, m_), foc = order.narrow(-1, m_, n_focal);
+    const auto cdt = q1.scalar_type();
+    const at::Tensor kg = rows(c.tail_k, grp).to(cdt), vg = rows(c.tail_v, grp).to(cdt);  // [B, Hkv, m, D]
+    // Weights from the newest query, logits averaged over the kv head's query heads.
+    const at::Tensor qh = q1.view({B, Hkv, Gq, D});
+    const at::Tensor w = at::softmax(at::matmul(qh, kg.transpose(-2, -1)).mean(2) * scale, -1);  // [B, Hkv, m]
+    const auto st = c.tail_k.scalar_type();
+    c.agg_k = at::cat({c.agg_k, (w.unsqueeze(-1) * kg).sum(2, true).to(st)}, 2);
+    c.agg_v = at::cat({c.agg_v, (w.unsqueeze(-1) * vg).sum(2, true).to(st)}, 2);
+    c.focal_k = at::cat({c.focal_k, rows(c.tail_k, foc)}, 2);
+    c.focal_v = at::cat({c.focal_v, rows(c.tail_v, foc)}, 2);
+    c.tail_k = c.tail_k.narrow(2, 0, 0);
+    c.tail_v = c.tail_v.narrow(2, 0, 0);
+    c.tail_pos = c.tail_pos.narrow(2, 0, 0);
+  }
+
+  std::optional<Cost> cost(const Shape&) const override { return std::nullopt; }
+
+  double requested_density(int64_t) const override { return std::min(1.0, gamma_ + (1.0 - gamma_) / m_); }
+
+ private:
+  int64_t m_;
+  double gamma_;
+  int64_t samples_;
+  std::string sample_;
+};
+
+}  // namespace
+
+RegistryEntry dga_entry() {
+  RegistryEntry e;
+  e.family = "dga";
+  e.summary = "Dynamic Group Attention: focal tokens kept, the rest aggregated in groups of m";
+  e.params = {ParamDef::integer("m", 16, 1, INT64_MAX, "tokens per group"),
+              ParamDef::real("gamma", 0.1, 0.0, 1.0, "share of tokens kept focal"),
+              ParamDef::integer("samples", 64, 1, INT64_MAX, "sampled queries for importance"),
+              ParamDef::choice("sample", "last", {"last", "strided"}, "which queries are sampled")};
+  e.examples = {"dga:m=16,gamma=0.1,samples=64,sample=last", "dga:m=4,gamma=0.25,samples=8,sample=strided"};
+  e.make = [](const ParsedSpec& p) {
+    return std::make_unique<Dga>(p.params.integer("m"), p.params.real("gamma"), p.params.integer("samples"),
+                                 p.params.text("sample"));
+  };
+  return e;
+}
+
+}  // namespace lcb::attn

@@ -1,0 +1,125 @@
+// topk_block:block=b,k=K — block-sparse top-k. Keys are cut into blocks of b; each block is
+// summarised by its per-dimension min and max (as in Quest), which bound q·k from above:
+// ub(q, blk) = Σ_d max(q_d·min_d, q_d·max_d). Per query block (b consecutive query positions) and
+// query head, the K blocks with the highest bound (maximum over the block's queries) among the
+// blocks strictly between the first and the diagonal one are attended, plus the first block
+// and the diagonal block, exactly and causally. In decode the query block holds one query.
+#include "attention_impls/full_cache.h"
+#include "attention_impls/reference.h"
+#include "attention_impls/registry.h"
+
+namespace lcb::attn {
+namespace {
+
+class TopKBlock final : public Attention {
+ public:
+  TopKBlock(int64_t block, int64_t k) : b_(block), k_(k) {}
+
+  std::string family() const override { return "topk_block"; }
+  std::string spec() const override { return "topk_block:block=" + std::to_string(b_) + ",k=" + std::to_string(k_); }
+
+  // Selected key blocks per query block: [B, Hq, nb, nb] bool (query block, key block).
+  at::Tensor select_blocks(const at::Tensor& q, const at::Tensor& k, int64_t chunk_rows) const {
+    const auto cdt = ref::compute_dtype(q.scalar_type());
+    const int64_t B = q.size(0), Hq = q.size(1), lq = q.size(2), lk = k.size(2), D = k.size(3);
+    const int64_t nb = (lk + b_ - 1) / b_, pad = nb * b_ - lk;
+    const int64_t groups = Hq / k.size(1);
+    const at::Tensor kf = k.to(cdt);
+    const at::Tensor kmin = ref::repeat_kv(
+        at::constant_pad_nd(kf, {0, 0, 0, pad}, INFINITY).view({B, k.size(1), nb, b_, D}).amin(3), groups);
+    const at::Tensor kmax = ref::repeat_kv(
+        at::constant_pad_nd(kf, {0, 0, 0, pad}, -INFINITY).view({B, k.size(1), nb, b_, D}).amax(3), groups);
+    at::Tensor scores = at::full({B, Hq, nb, nb}, -INFINITY, kf.options());
+    for (int64_t r0 = 0; r0 < lq; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, lq - r0);
+      const at::Tensor qc = q.narrow(2, r0, rows).to(cdt);
+      const at::Tensor ub = at::matmul(qc.clamp_min(0), kmax.transpose(-2, -1)) +
+                            at::matmul(qc.clamp_max(0), kmin.transpose(-2, -1));  // [B, Hq, rows, nb]
+      const at::Tensor qblock = ref::query_positions(lq, lk, r0, rows, q.device()).div(b_, "floor");
+      scores.scatter_reduce_(2, qblock.view({1, 1, rows, 1}).expand({B, Hq, rows, nb}), ub, "amax");
+    }
+    const at::Tensor kb = at::arange(nb, at::TensorOptions().dtype(at::kLong).device(q.device()));
+    const at::Tensor qb = kb.unsqueeze(1);
+    const at::Tensor candidate = kb.unsqueeze(0).ge(1).logical_and(kb.unsqueeze(0).lt(qb));  // [nb, nb]
+    at::Tensor sel = candidate.expand({B, Hq, nb, nb}).clone();
+    if (k_ < nb) {
+      const at::Tensor top = std::get<1>(scores.masked_fill(candidate.logical_not(), -INFINITY).topk(k_, -1));
+      sel = at::zeros_like(sel).scatter_(-1, top, true).logical_and(candidate);
+    }
+    return sel.logical_or(kb.unsqueeze(0).eq(0)).logical_or(kb.unsqueeze(0).eq(qb));
+  }
+
+  Output forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts,
+                 std::unique_ptr<Cache>* cache) const override {
+    check_qkv(q, k, v, "topk_block");
+    const Shape s = Shape::of(q, k);
+    const double scale = ref::softmax_scale(opts, s.head_dim);
+    at::Tensor sel;
+    {
+      at::NoGradGuard no_grad;
+      sel = select_blocks(q.detach(), k.detach(), opts.chunk_rows);
+    }
+    const ref::MaskFn mask = [&](int64_t r0, int64_t rows, const at::Tensor&) {
+      const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
+      const at::Tensor per_block = sel.index_select(2, pos.div(b_, "floor"));  // [B, Hq, rows, nb]
+      const at::Tensor per_key = per_block.repeat_interleave(b_, -1).narrow(-1, 0, s.kv_len);
+      return per_key.logical_and(ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()));
+    };
+    Output o;
+    o.backend = "reference";
+    o.out = ref::masked_attention(q, k, v, scale, opts.chunk_rows, mask);
+    o.cost = *cost(s);
+    if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask);
+    if (cache) *cache = std::make_unique<FullCache>(k, v);
+    return o;
+  }
+
+  // The decode query forms its own query block; selection uses it alone.
+  at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
+                    const Options& opts) const override {
+    check_decode_step(q1, k1, v1, "topk_block");
+    auto& c = cache_as<FullCache>(cache, "topk_block");
+    c.append(k1, v1);
+    return forward(q1, c.k, c.v, opts, nullptr).out;
+  }
+
+  std::optional<Cost> cost(const Shape& s) const override {
+    Cost c;
+    int64_t per_head = 0;
+    for (int64_t i = 0; i < s.q_len; ++i) {
+      const int64_t p = s.kv_len - s.q_len + i, qb = p / b_;
+      const int64_t off_diagonal = (qb >= 1 ? 1 : 0) + std::min(k_, std::max<int64_t>(0, qb - 1));
+      per_head += off_diagonal * b_ + (p - qb * b_ + 1);
+    }
+    c.kept_pairs = s.batch * s.q_heads * per_head;
+    ref::finish_cost(c, s, s.batch * s.kv_heads * s.kv_len);
+    const double nb = static_cast<double>((s.kv_len + b_ - 1) / b_);
+    c.selection_flops = 4.0 * s.head_dim * nb * s.batch * s.q_heads * s.q_len +  // bounds for every block
+                        2.0 * s.head_dim * s.batch * s.kv_heads * s.kv_len;     // min/max summaries
+    return c;
+  }
+
+  double requested_density(int64_t L) const override {
+    return std::min(1.0, static_cast<double>((k_ + 2) * b_) / static_cast<double>(L));
+  }
+
+ private:
+  int64_t b_, k_;
+};
+
+}  // namespace
+
+RegistryEntry topk_block_entry() {
+  RegistryEntry e;
+  e.family = "topk_block";
+  e.summary = "block top-k: per query block the k key blocks with the best min/max bound, plus first and diagonal";
+  e.params = {ParamDef::integer("block", 64, 1, INT64_MAX, "keys per block (and queries per query block)"),
+              ParamDef::integer("k", 16, 0, INT64_MAX, "selected blocks besides the first and the diagonal")};
+  e.examples = {"topk_block:block=64,k=32", "topk_block:block=16,k=2"};
+  e.make = [](const ParsedSpec& p) {
+    return std::make_unique<TopKBlock>(p.params.integer("block"), p.params.integer("k"));
+  };
+  return e;
+}
+
+}  // namespace lcb::attn
