@@ -1,0 +1,269 @@
+#include "harness/runner.h"
+
+#include "attention_impls/registry.h"
+#include "harness/measure.h"
+#include "harness/progress.h"
+#include "harness/provenance.h"
+#include "tasks/task.h"
+
+#include <ATen/DeviceAccelerator.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+
+#include <chrono>
+#include <sstream>
+
+namespace lcb::harness {
+
+at::Device resolve_device(const std::string& device) {
+  const bool cuda = torch::cuda::is_available();
+  if (device == "cuda" && !cuda) {
+    throw std::invalid_argument("device 'cuda' asked for, but no CUDA device is available (use --device cpu or auto)");
+  }
+  if (device == "cuda" || (device == "auto" && cuda)) return at::Device(at::kCUDA, 0);
+  return at::Device(at::kCPU);
+}
+
+at::ScalarType resolve_dtype(const std::string& dtype, const at::Device& device) {
+  if (dtype == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (dtype == "float32") return at::kFloat;
+  if (dtype == "bfloat16") return at::kBFloat16;
+  if (dtype == "float16") return at::kHalf;
+  if (dtype == "float64") return at::kDouble;
+  throw std::invalid_argument("dtype '" + dtype + "' not accepted (auto, float32, bfloat16, float16, float64)");
+}
+
+std::string dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    case at::kDouble: return "float64";
+    default: return c10::toString(dtype);
+  }
+}
+
+namespace {
+
+struct CellSpec {
+  std::string impl, task;
+  int64_t length = 0, seed = 0;
+  double depth = 0;
+};
+
+struct Context {
+  const RunConfig& cfg;
+  at::Device device;
+  at::ScalarType dtype;
+  std::string device_name;
+  int64_t run_id = 0;
+  std::string db_path;
+};
+
+std::string first_line(const std::string& s) {
+  const std::string line = s.substr(0, s.find('\n'));
+  return line.size() > 400 ? line.substr(0, 400) + "..." : line;
+}
+
+std::string cell_key(const Context& ctx, const CellSpec& c, const tasks::AttentionTask& task) {
+  const nlohmann::json j = {{"impl", c.impl},
+                            {"task", c.task},
+                            {"task_version", task.version()},
+                            {"metric_version", task.metric_version()},
+                            {"length", c.length},
+                            {"depth", c.depth},
+                            {"seed", c.seed},
+                            {"batch", ctx.cfg.batch},
+                            {"dtype", dtype_name(ctx.dtype)},
+                            {"device", ctx.device.str()},
+                            {"device_name", ctx.device_name},
+                            {"commit", provenance().commit}};
+  return hash_hex(j.dump());
+}
+
+std::string repro_command(const Context& ctx, const CellSpec& c) {
+  std::ostringstream s;
+  s << "lcb run --db " << shell_quote(ctx.db_path) << " --impl " << shell_quote(c.impl) << " --task "
+    << shell_quote(c.task) << " --lengths " << c.length << " --depths " << format_number(c.depth) << " --seeds "
+    << c.seed << " --batch " << ctx.cfg.batch << " --dtype " << dtype_name(ctx.dtype) << " --device "
+    << ctx.device.type() << " --repeats " << ctx.cfg.repeats << " --warmup " << ctx.cfg.warmup;
+  if (ctx.cfg.chunk_rows != RunConfig{}.chunk_rows) s << " --chunk-rows " << ctx.cfg.chunk_rows;
+  return s.str();
+}
+
+store::CellRecord base_record(const Context& ctx, const CellSpec& c, const tasks::AttentionTask& task,
+                              const std::string& key) {
+  store::CellRecord r;
+  r.cell_key = key;
+  r.run_id = ctx.run_id;
+  r.impl = c.impl;
+  r.impl_family = split_spec(c.impl).first;
+  r.task = c.task;
+  r.task_version = task.version();
+  r.metric_version = task.metric_version();
+  r.length = c.length;
+  r.depth = c.depth;
+  r.seed = c.seed;
+  r.batch = ctx.cfg.batch;
+  r.dtype = dtype_name(ctx.dtype);
+  r.device = ctx.device.str();
+  r.device_name = ctx.device_name;
+  r.commit = provenance().commit;
+  r.torch_version = provenance().torch_version;
+  r.lcb_version = provenance().lcb_version;
+  r.repro = repro_command(ctx, c);
+  return r;
+}
+
+// Inputs of one (task, length, seed, depth) group, shared by its impls.
+struct Group {
+  std::unique_ptr<tasks::Sample> sample;
+  at::Tensor q, k, v;
+  at::Tensor dense_out;  // the baseline for fidelity, computed once
+};
+
+void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, store::CellRecord& r) {
+  const auto impl = attn::make_attention(r.impl);
+  const attn::Shape shape = attn::Shape::of(g.q, g.k);
+  const attn::Support sup = impl->supports(shape, ctx.dtype, ctx.device);
+  if (!sup.ok) {
+    r.status = "unsupported";
+    r.message = sup.reason;
+    return;
+  }
+  attn::Options opts;
+  opts.chunk_rows = ctx.cfg.chunk_rows;
+  if (!g.dense_out.defined()) g.dense_out = attn::make_attention("dense")->forward(g.q, g.k, g.v, opts).out;
+
+  opts.want_recall = true;
+  const attn::Output first = impl->forward(g.q, g.k, g.v, opts);
+  const tasks::Score score = task.score(*g.sample, first.out);
+  const at::Tensor diff = (first.out.to(at::kDouble) - g.dense_out.to(at::kDouble));
+  const double dense_norm = g.dense_out.to(at::kDouble).norm().item<double>();
+  r.rel_l2_error = diff.norm().item<double>() / std::max(dense_norm, 1e-300);
+  r.mass_recall = first.mass_recall;
+  r.accuracy = score.accuracy;
+  r.n_scored = score.n_scored;
+  r.extra_json = score.details.dump();
+  r.backend = first.backend;
+  r.kept_pairs = first.cost.kept_pairs;
+  r.causal_pairs = first.cost.causal_pairs;
+  r.attention_flops = first.cost.attention_flops;
+  r.selection_flops = first.cost.selection_flops;
+  r.achieved_density = first.cost.achieved_density();
+  r.requested_density = impl->requested_density(r.length);
+
+  opts.want_recall = false;
+  const PeakMemory mem(ctx.device);
+  const Timing t = time_on(ctx.device, ctx.cfg.warmup, ctx.cfg.repeats, [&] { impl->forward(g.q, g.k, g.v, opts); });
+  r.latency_ms_median = t.median();
+  r.latency_ms_min = t.min();
+  r.latency_repeats = static_cast<int64_t>(t.ms.size());
+  r.peak_mem_bytes = mem.peak_bytes();
+  r.mem_kind = mem.kind();
+  r.status = "ok";
+}
+
+void release_device_memory(const at::Device& device) {
+  if (device.is_cuda()) at::accelerator::emptyCache();
+}
+
+}  // namespace
+
+RunSummary run_sweep(const RunConfig& cfg, const RunOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  at::NoGradGuard no_grad;
+  Context ctx{cfg, resolve_device(cfg.device), at::kFloat, "", 0, options.db_path};
+  ctx.dtype = resolve_dtype(cfg.dtype, ctx.device);
+  ctx.device_name = device_name(ctx.device);
+
+  std::vector<std::unique_ptr<tasks::AttentionTask>> task_objs;
+  for (const auto& t : cfg.tasks) task_objs.push_back(tasks::make_task(t));
+
+  store::Store db(options.db_path);
+  store::RunInfo info;
+  info.started_at = utc_now();
+  info.config_json = cfg.to_json().dump();
+  info.commit = provenance().commit;
+  info.lcb_version = provenance().lcb_version;
+  info.torch_version = provenance().torch_version;
+  info.device_name = ctx.device_name;
+  info.build_type = provenance().build_type;
+  info.host = provenance().host;
+  info.command = options.command_line;
+  ctx.run_id = db.begin_run(info);
+  const std::set<std::string> finished = db.finished_keys(/*include_failed=*/!options.retry_failed);
+
+  RunSummary sum;
+  sum.run_id = ctx.run_id;
+  sum.total = static_cast<int64_t>(cfg.tasks.size() * cfg.lengths.size() * cfg.seeds.size() * cfg.depths.size() *
+                                   cfg.impls.size());
+  Progress progress(sum.total, options.quiet);
+
+  for (size_t ti = 0; ti < cfg.tasks.size(); ++ti) {
+    const tasks::AttentionTask& task = *task_objs[ti];
+    for (int64_t L : cfg.lengths)
+      for (int64_t seed : cfg.seeds)
+        for (double depth : cfg.depths) {
+          std::vector<std::pair<CellSpec, std::string>> pending;
+          for (const auto& impl : cfg.impls) {
+            CellSpec c{impl, cfg.tasks[ti], L, seed, depth};
+            const std::string key = cell_key(ctx, c, task);
+            sum.keys.insert(key);
+            if (finished.count(key)) {
+              ++sum.skipped;
+              progress.skipped(1);
+            } else {
+              pending.emplace_back(c, key);
+            }
+          }
+          if (pending.empty()) continue;
+          Group g;
+          std::string group_error;
+          try {
+            g.sample = task.make(tasks::CellParams{L, depth, seed, cfg.batch});
+            g.q = g.sample->q.to(ctx.device, ctx.dtype);
+            g.k = g.sample->k.to(ctx.device, ctx.dtype);
+            g.v = g.sample->v.to(ctx.device, ctx.dtype);
+          } catch (const std::exception& e) {
+            group_error = "task input: " + first_line(e.what());
+          }
+          for (const auto& [c, key] : pending) {
+            store::CellRecord r = base_record(ctx, c, task, key);
+            if (!group_error.empty()) {
+              r.status = "error";
+              r.message = group_error;
+            } else {
+              try {
+                run_cell(ctx, task, g, r);
+              } catch (const c10::OutOfMemoryError& e) {
+                r = base_record(ctx, c, task, key);
+                r.status = "oom";
+                r.message = first_line(e.what());
+                g.dense_out = at::Tensor();
+                release_device_memory(ctx.device);
+              } catch (const std::exception& e) {
+                r = base_record(ctx, c, task, key);
+                r.status = "error";
+                r.message = first_line(e.what());
+              }
+            }
+            r.finished_at = utc_now();
+            db.put_cell(r);
+            if (r.status == "ok") ++sum.ok;
+            else if (r.status == "unsupported") ++sum.unsupported;
+            else if (r.status == "oom") ++sum.oom;
+            else ++sum.error;
+            progress.done(c.impl + " L=" + std::to_string(L) + " d=" + format_number(depth) + " s=" + std::to_string(seed),
+                          r.status);
+          }
+        }
+  }
+  progress.finish();
+  db.finish_run(ctx.run_id, utc_now());
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return sum;
+}
+
+}  // namespace lcb::harness
