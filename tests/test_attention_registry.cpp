@@ -1,21 +1,11 @@
 // A parametrised suite over every registry entry and example spec: registering an implementation
 // puts it under these tests. Also the spec parser's errors.
 #include "attention_impls/registry.h"
+#include "tests/registry_specs.h"
 #include "tests/test_util.h"
-
-#include <torch/cuda.h>
 
 namespace lcb::attn {
 namespace {
-
-std::vector<std::string> all_example_specs() {
-  std::vector<std::string> specs;
-  for (const auto& e : registry()) {
-    specs.push_back(e.family);  // defaults
-    for (const auto& s : e.examples) specs.push_back(s);
-  }
-  return specs;
-}
 
 class EveryImpl : public ::testing::TestWithParam<std::string> {};
 
@@ -71,7 +61,9 @@ TEST_P(EveryImpl, MassRecallIsAProbabilityShare) {
   ASSERT_TRUE(o.mass_recall.has_value());
   EXPECT_GT(*o.mass_recall, 0);
   EXPECT_LE(*o.mass_recall, 1 + 1e-6);
-  if (o.cost.kept_pairs == o.cost.causal_pairs && impl->family() != "dga") EXPECT_NEAR(*o.mass_recall, 1, 1e-6);
+  if (o.cost.kept_pairs == o.cost.causal_pairs && impl->family() != "dga") {
+    EXPECT_NEAR(*o.mass_recall, 1, 1e-6);
+  }
 }
 
 TEST_P(EveryImpl, DecodeExtendsItsCache) {
@@ -118,25 +110,7 @@ TEST_P(EveryImpl, GradientsMatchFiniteDifferences) {
   }
 }
 
-TEST_P(EveryImpl, CudaMatchesCpu) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: CPU/CUDA equivalence runs on the GPU machine";
-  const auto impl = make_attention(GetParam());
-  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
-    const auto cpu = test::random_qkv(2, 8, 2, 333, 333, 64, 12, dtype);
-    const at::Tensor want = impl->forward(cpu.q, cpu.k, cpu.v, {}).out;
-    const auto dev = at::Device(at::kCUDA);
-    const Output o = impl->forward(cpu.q.to(dev), cpu.k.to(dev), cpu.v.to(dev), {});
-    EXPECT_TRUE(o.out.is_cuda());
-    EXPECT_LT(test::rel_l2(o.out, want), test::design_tolerance(dtype)) << test::dtype_name(dtype) << " " << o.backend;
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Registry, EveryImpl, ::testing::ValuesIn(all_example_specs()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string n;
-                           for (char c : info.param) n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return n + "_" + std::to_string(info.index);
-                         });
+INSTANTIATE_TEST_SUITE_P(Registry, EveryImpl, ::testing::ValuesIn(test::all_example_specs()), test::spec_test_name);
 
 // --- spec errors -------------------------------------------------------------------------------
 

@@ -26,14 +26,15 @@ inline Qkv random_qkv(int64_t B, int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lk
   return r;
 }
 
-// Causal dense attention in float64 from the formula (bottom-right aligned), on the CPU.
+// Causal dense attention in float64 from the formula (bottom-right aligned), on q's device.
 inline at::Tensor dense_f64(const at::Tensor& q0, const at::Tensor& k0, const at::Tensor& v0) {
-  const at::Tensor q = q0.to(at::kCPU, at::kDouble), k = k0.to(at::kCPU, at::kDouble), v = v0.to(at::kCPU, at::kDouble);
+  const at::Tensor q = q0.to(at::kDouble), k = k0.to(at::kDouble), v = v0.to(at::kDouble);
   const int64_t g = q.size(1) / k.size(1), lq = q.size(2), lk = k.size(2);
   const at::Tensor kr = k.repeat_interleave(g, 1), vr = v.repeat_interleave(g, 1);
   const at::Tensor logits = at::matmul(q, kr.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(3)));
-  const at::Tensor pos = at::arange(lk - lq, lk, at::kLong).unsqueeze(1);
-  const at::Tensor future = at::arange(lk, at::kLong).unsqueeze(0).gt(pos);
+  const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
+  const at::Tensor pos = at::arange(lk - lq, lk, lopt).unsqueeze(1);
+  const at::Tensor future = at::arange(lk, lopt).unsqueeze(0).gt(pos);
   return at::matmul(at::softmax(logits.masked_fill(future, -INFINITY), -1), vr);
 }
 
