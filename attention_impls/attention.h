@@ -54,7 +54,7 @@ struct Options {
   std::optional<double> scale;  // softmax scale; 1/sqrt(D) when unset
   bool reference = false;       // force the plain-LibTorch reference even where a fast path exists
   bool want_recall = false;     // also compute attention mass recall against dense
-  int64_t chunk_rows = 512;     // query rows per chunk in the reference paths (bounds memory)
+  int64_t chunk_rows = 256;     // query rows per chunk in the reference paths (bounds memory, stays in cache)
 };
 
 struct Output {

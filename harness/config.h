@@ -22,7 +22,7 @@ struct RunConfig {
   std::string device = "auto";  // auto, cpu, cuda
   int64_t repeats = 3;          // timed repeats per cell (median reported)
   int64_t warmup = 1;           // untimed runs before timing
-  int64_t chunk_rows = 512;     // query rows per chunk in reference paths
+  int64_t chunk_rows = 256;     // query rows per chunk in reference paths
 
   nlohmann::json to_json() const;
 };
