@@ -14,6 +14,15 @@ void check_decode_step(const at::Tensor& q1, const at::Tensor& k1, const at::Ten
   }
 }
 
+at::Tensor decode_with_full_cache(const Attention& impl, const at::Tensor& q1, const at::Tensor& k1,
+                                  const at::Tensor& v1, Cache& cache, const Options& opts) {
+  const std::string who = impl.family();
+  check_decode_step(q1, k1, v1, who.c_str());
+  auto& c = cache_as<FullCache>(cache, who.c_str());
+  c.append(k1, v1);
+  return impl.forward(q1, c.k, c.v, opts, nullptr).out;
+}
+
 namespace {
 
 // Name of the SDPA backend ATen will choose for these inputs.
@@ -61,10 +70,7 @@ class Dense final : public Attention {
 
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
                     const Options& opts) const override {
-    check_decode_step(q1, k1, v1, "dense");
-    auto& c = cache_as<FullCache>(cache, "dense");
-    c.append(k1, v1);
-    return forward(q1, c.k, c.v, opts, nullptr).out;
+    return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
   }
 
   std::optional<Cost> cost(const Shape& s) const override {

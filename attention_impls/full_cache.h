@@ -22,6 +22,11 @@ class FullCache : public Cache {
 // Checks a decode step's inputs: q1 [B, Hq, 1, D], k1/v1 [B, Hkv, 1, D].
 void check_decode_step(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, const char* who);
 
+// Decode for implementations whose cache is every key: append, then attend as a forward with
+// one query at the last position.
+at::Tensor decode_with_full_cache(const Attention& impl, const at::Tensor& q1, const at::Tensor& k1,
+                                  const at::Tensor& v1, Cache& cache, const Options& opts);
+
 template <typename C>
 C& cache_as(Cache& cache, const char* who) {
   auto* c = dynamic_cast<C*>(&cache);

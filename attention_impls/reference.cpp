@@ -73,6 +73,17 @@ double mass_recall(const at::Tensor& q, const at::Tensor& k, double scale, int64
   return total / static_cast<double>(q.size(0) * q.size(1) * lq);
 }
 
+Output masked_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts,
+                      const MaskFn& mask, const Cost& cost) {
+  const double scale = softmax_scale(opts, q.size(3));
+  Output o;
+  o.backend = "reference";
+  o.out = masked_attention(q, k, v, scale, opts.chunk_rows, mask);
+  o.cost = cost;
+  if (opts.want_recall) o.mass_recall = mass_recall(q, k, scale, opts.chunk_rows, mask);
+  return o;
+}
+
 at::Tensor causal_mask(int64_t q_len, int64_t kv_len, int64_t row0, int64_t rows, at::Device device) {
   const at::Tensor pos = query_positions(q_len, kv_len, row0, rows, device);
   const at::Tensor keys = at::arange(kv_len, at::TensorOptions().dtype(at::kLong).device(device));

@@ -40,6 +40,11 @@ at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& keys, const a
 double mass_recall(const at::Tensor& q, const at::Tensor& k, double scale, int64_t chunk_rows,
                    const MaskFn& kept_fn);
 
+// The forward of implementations that attend over the original keys under a mask: output,
+// the given exact cost, and mass recall (kept = visible) when asked for.
+Output masked_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts,
+                      const MaskFn& mask, const Cost& cost);
+
 // Causal mask for rows [row0, row0+rows): [rows, Lk], key j visible iff j <= position of the row.
 at::Tensor causal_mask(int64_t q_len, int64_t kv_len, int64_t row0, int64_t rows, at::Device device);
 

@@ -33,16 +33,10 @@ class SlidingWindow final : public Attention {
                  std::unique_ptr<Cache>* cache) const override {
     check_qkv(q, k, v, "swa");
     const Shape s = Shape::of(q, k);
-    const double scale = ref::softmax_scale(opts, s.head_dim);
     const at::Tensor key_pos = at::arange(s.kv_len, at::TensorOptions().dtype(at::kLong).device(q.device()));
     const ref::MaskFn mask = [&](int64_t r0, int64_t rows, const at::Tensor&) {
       return visible(ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device()), key_pos);
     };
-    Output o;
-    o.backend = "reference";
-    o.out = ref::masked_attention(q, k, v, scale, opts.chunk_rows, mask);
-    o.cost = *cost(s);
-    if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask);
     if (cache) {
       auto c = std::make_unique<WindowCache>();
       c->k = k;
@@ -52,7 +46,7 @@ class SlidingWindow final : public Attention {
       evict(*c);
       *cache = std::move(c);
     }
-    return o;
+    return ref::masked_forward(q, k, v, opts, mask, *cost(s));
   }
 
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,

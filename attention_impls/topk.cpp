@@ -28,25 +28,16 @@ class TopK final : public Attention {
                  std::unique_ptr<Cache>* cache) const override {
     check_qkv(q, k, v, "topk");
     const Shape s = Shape::of(q, k);
-    const double scale = ref::softmax_scale(opts, s.head_dim);
     const ref::MaskFn mask = [&](int64_t r0, int64_t rows, const at::Tensor& logits) {
       return keep_topk(logits, ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()).expand_as(logits));
     };
-    Output o;
-    o.backend = "reference";
-    o.out = ref::masked_attention(q, k, v, scale, opts.chunk_rows, mask);
-    o.cost = *cost(s);
-    if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask);
     if (cache) *cache = std::make_unique<FullCache>(k, v);
-    return o;
+    return ref::masked_forward(q, k, v, opts, mask, *cost(s));
   }
 
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
                     const Options& opts) const override {
-    check_decode_step(q1, k1, v1, "topk");
-    auto& c = cache_as<FullCache>(cache, "topk");
-    c.append(k1, v1);
-    return forward(q1, c.k, c.v, opts, nullptr).out;
+    return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
   }
 
   std::optional<Cost> cost(const Shape& s) const override {

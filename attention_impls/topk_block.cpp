@@ -53,7 +53,6 @@ class TopKBlock final : public Attention {
                  std::unique_ptr<Cache>* cache) const override {
     check_qkv(q, k, v, "topk_block");
     const Shape s = Shape::of(q, k);
-    const double scale = ref::softmax_scale(opts, s.head_dim);
     at::Tensor sel;
     {
       at::NoGradGuard no_grad;
@@ -65,22 +64,14 @@ class TopKBlock final : public Attention {
       const at::Tensor per_key = per_block.repeat_interleave(b_, -1).narrow(-1, 0, s.kv_len);
       return per_key.logical_and(ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()));
     };
-    Output o;
-    o.backend = "reference";
-    o.out = ref::masked_attention(q, k, v, scale, opts.chunk_rows, mask);
-    o.cost = *cost(s);
-    if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask);
     if (cache) *cache = std::make_unique<FullCache>(k, v);
-    return o;
+    return ref::masked_forward(q, k, v, opts, mask, *cost(s));
   }
 
   // The decode query forms its own query block; selection uses it alone.
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
                     const Options& opts) const override {
-    check_decode_step(q1, k1, v1, "topk_block");
-    auto& c = cache_as<FullCache>(cache, "topk_block");
-    c.append(k1, v1);
-    return forward(q1, c.k, c.v, opts, nullptr).out;
+    return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
   }
 
   std::optional<Cost> cost(const Shape& s) const override {
