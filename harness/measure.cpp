@@ -23,6 +23,10 @@ double Timing::min() const {
   return ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end());
 }
 
+double Timing::max() const {
+  return ms.empty() ? 0 : *std::max_element(ms.begin(), ms.end());
+}
+
 void synchronize(const at::Device& device) {
   if (device.is_cuda()) {
     c10::impl::VirtualGuardImpl impl(device.type());

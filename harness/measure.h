@@ -17,6 +17,7 @@ struct Timing {
   std::vector<double> ms;  // one per repeat
   double median() const;
   double min() const;
+  double max() const;
 };
 
 // Runs fn `warmup` times untimed, then `repeats` times timed.

@@ -123,6 +123,27 @@ struct Group {
   at::Tensor dense_out;  // the baseline for fidelity, computed once
 };
 
+// Per-token decode: prefill all but the last kDecodeTokens tokens, then one step per token; the
+// first step is a warm-up, the median of the others is stored.
+constexpr int64_t kDecodeTokens = 5;
+
+void time_decode(const Context& ctx, const attn::Attention& impl, const Group& g, const attn::Options& opts,
+                 store::CellRecord& r) {
+  const int64_t L = g.q.size(2), P = L - kDecodeTokens;
+  if (P < 1) return;
+  std::unique_ptr<attn::Cache> cache;
+  impl.forward(g.q.narrow(2, 0, P), g.k.narrow(2, 0, P), g.v.narrow(2, 0, P), opts, &cache);
+  Timing steps;
+  for (int64_t i = P; i < L; ++i) {
+    const Timing t = time_on(ctx.device, 0, 1, [&] {
+      impl.decode(g.q.narrow(2, i, 1), g.k.narrow(2, i, 1), g.v.narrow(2, i, 1), *cache, opts);
+    });
+    if (i > P) steps.ms.push_back(t.ms.front());
+  }
+  r.decode_ms_median = steps.median();
+  r.decode_steps = static_cast<int64_t>(steps.ms.size());
+}
+
 void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, store::CellRecord& r) {
   const auto impl = attn::make_attention(r.impl);
   const attn::Shape shape = attn::Shape::of(g.q, g.k);
@@ -137,7 +158,10 @@ void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, st
   if (!g.dense_out.defined()) g.dense_out = attn::make_attention("dense")->forward(g.q, g.k, g.v, opts).out;
 
   opts.want_recall = true;
-  const attn::Output first = impl->forward(g.q, g.k, g.v, opts);
+  std::unique_ptr<attn::Cache> cache;
+  const attn::Output first = impl->forward(g.q, g.k, g.v, opts, &cache);
+  r.kv_cache_bytes = cache->bytes();
+  cache.reset();
   const tasks::Score score = task.score(*g.sample, first.out);
   const at::Tensor diff = (first.out.to(at::kDouble) - g.dense_out.to(at::kDouble));
   const double dense_norm = g.dense_out.to(at::kDouble).norm().item<double>();
@@ -145,7 +169,9 @@ void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, st
   r.mass_recall = first.mass_recall;
   r.accuracy = score.accuracy;
   r.n_scored = score.n_scored;
-  r.extra_json = score.details.dump();
+  nlohmann::json extra = score.details;
+  extra["item_scores"] = score.item_scores;
+  r.extra_json = extra.dump();
   r.backend = first.backend;
   r.kept_pairs = first.cost.kept_pairs;
   r.causal_pairs = first.cost.causal_pairs;
@@ -159,9 +185,11 @@ void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, st
   const Timing t = time_on(ctx.device, ctx.cfg.warmup, ctx.cfg.repeats, [&] { impl->forward(g.q, g.k, g.v, opts); });
   r.latency_ms_median = t.median();
   r.latency_ms_min = t.min();
+  r.latency_ms_max = t.max();
   r.latency_repeats = static_cast<int64_t>(t.ms.size());
   r.peak_mem_bytes = mem.peak_bytes();
   r.mem_kind = mem.kind();
+  time_decode(ctx, *impl, g, opts, r);
   r.status = "ok";
 }
 

@@ -53,7 +53,11 @@ CREATE TABLE cells (
   achieved_density REAL,
   latency_ms_median REAL,
   latency_ms_min REAL,
+  latency_ms_max REAL,
   latency_repeats INTEGER NOT NULL,
+  decode_ms_median REAL,
+  decode_steps INTEGER NOT NULL,
+  kv_cache_bytes INTEGER,
   peak_mem_bytes INTEGER,
   mem_kind TEXT NOT NULL,
   backend TEXT NOT NULL,
@@ -100,7 +104,11 @@ void for_each_cell_field(Cell& c, F&& f) {
   f("achieved_density", c.achieved_density);
   f("latency_ms_median", c.latency_ms_median);
   f("latency_ms_min", c.latency_ms_min);
+  f("latency_ms_max", c.latency_ms_max);
   f("latency_repeats", c.latency_repeats);
+  f("decode_ms_median", c.decode_ms_median);
+  f("decode_steps", c.decode_steps);
+  f("kv_cache_bytes", c.kv_cache_bytes);
   f("peak_mem_bytes", c.peak_mem_bytes);
   f("mem_kind", c.mem_kind);
   f("backend", c.backend);

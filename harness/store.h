@@ -44,8 +44,11 @@ struct CellRecord {
   std::optional<double> attention_flops, selection_flops;
   std::optional<int64_t> kept_pairs, causal_pairs;
   std::optional<double> requested_density, achieved_density;
-  std::optional<double> latency_ms_median, latency_ms_min;
+  std::optional<double> latency_ms_median, latency_ms_min, latency_ms_max;  // prefill (forward) repeats
   int64_t latency_repeats = 0;
+  std::optional<double> decode_ms_median;  // one decode step against the implementation's cache
+  int64_t decode_steps = 0;
+  std::optional<int64_t> kv_cache_bytes;   // the implementation's cache after the prefill
   std::optional<int64_t> peak_mem_bytes;
   std::string mem_kind;  // "cuda_allocator_peak" or "rss_peak"
   std::string backend;   // what ran, e.g. "sdpa-cudnn" or "reference"

@@ -61,7 +61,9 @@ class NeedleQkvTask final : public AttentionTask {
     const at::Tensor hit = cos.argmax(-1).eq(0);
     Score sc;
     sc.n_scored = hit.numel();
-    sc.accuracy = hit.to(at::kDouble).mean().item<double>();
+    const at::Tensor hits = hit.to(at::kDouble).reshape({-1}).contiguous();
+    sc.accuracy = hits.mean().item<double>();
+    sc.item_scores.assign(hits.data_ptr<double>(), hits.data_ptr<double>() + hits.numel());
     sc.details = {{"needle_positions", s.needle_positions}, {"chance", 1.0 / static_cast<double>(p.candidates)}};
     return sc;
   }

@@ -30,6 +30,7 @@ struct Sample {
 struct Score {
   double accuracy = 0;  // the task's metric, in [0, 1]
   int64_t n_scored = 0; // scored items behind it
+  std::vector<double> item_scores;  // one per scored item (for bootstrap intervals)
   nlohmann::json details = nlohmann::json::object();
 };
 

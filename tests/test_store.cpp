@@ -89,6 +89,10 @@ CellRecord full_cell(int64_t run_id, const std::string& key) {
   c.achieved_density = 0.0499;
   c.latency_ms_median = 12.25;
   c.latency_ms_min = std::numeric_limits<double>::infinity();
+  c.latency_ms_max = 7.25;
+  c.decode_ms_median = 0.125;
+  c.decode_steps = 4;
+  c.kv_cache_bytes = int64_t{3} << 33;
   c.latency_repeats = 10;
   c.peak_mem_bytes = int64_t{80} << 30;
   c.mem_kind = "cuda_allocator_peak";
@@ -117,6 +121,9 @@ CellRecord cell_without_optionals(int64_t run_id, const std::string& key) {
   c.achieved_density.reset();
   c.latency_ms_median.reset();
   c.latency_ms_min.reset();
+  c.latency_ms_max.reset();
+  c.decode_ms_median.reset();
+  c.kv_cache_bytes.reset();
   c.peak_mem_bytes.reset();
   return c;
 }
@@ -156,6 +163,10 @@ void expect_same(const CellRecord& a, const CellRecord& b) {
   EXPECT_EQ(a.achieved_density, b.achieved_density);
   EXPECT_EQ(a.latency_ms_median, b.latency_ms_median);
   EXPECT_EQ(a.latency_ms_min, b.latency_ms_min);
+  EXPECT_EQ(a.latency_ms_max, b.latency_ms_max);
+  EXPECT_EQ(a.decode_ms_median, b.decode_ms_median);
+  EXPECT_EQ(a.decode_steps, b.decode_steps);
+  EXPECT_EQ(a.kv_cache_bytes, b.kv_cache_bytes);
   EXPECT_EQ(a.latency_repeats, b.latency_repeats);
   EXPECT_EQ(a.peak_mem_bytes, b.peak_mem_bytes);
   EXPECT_EQ(a.mem_kind, b.mem_kind);
