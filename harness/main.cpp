@@ -3,17 +3,27 @@
 //   lcb run --impl dense --impl dga --lengths 1k,4k [--task needle_qkv] [--depths 0.1,0.5] [--seeds 0,1]
 //   lcb list impls|tasks
 //   lcb show --db results.sqlite [--run ID]
+//   lcb report --db results.sqlite --out DIR [--baseline dense] [--filter key=value ...]
+//   lcb leaderboard --db results.sqlite [--task T] [--length L] [--baseline dense] [--format text|md|html]
+//   lcb check --db results.sqlite (--baseline FILE.json | --baseline-run ID) [--run ID] [tolerances]
+//   lcb check --db results.sqlite --write-baseline FILE.json [--run ID]
+//   lcb export --db results.sqlite [--format csv|json] [--out FILE]
 #include "attention_impls/registry.h"
 #include "harness/config.h"
 #include "harness/provenance.h"
 #include "harness/runner.h"
 #include "harness/store.h"
+#include "reports/export.h"
+#include "reports/gate.h"
+#include "reports/leaderboard.h"
+#include "reports/report.h"
 #include "reports/summary.h"
 #include "tasks/task.h"
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 namespace {
@@ -105,11 +115,141 @@ int main(int argc, char** argv) {
   show->add_option("--db", show_db, "SQLite results database")->required()->check(CLI::ExistingFile);
   show->add_option("--run", show_run, "only cells of this run id");
 
+  // report
+  auto* report = app.add_subcommand("report", "write report.md, report.html and report.json");
+  std::string report_db, report_out, baseline = "dense", chartjs = lcb::reports::kDebianChartJs;
+  std::vector<std::string> filters;
+  report->add_option("--db", report_db, "SQLite results database")->required()->check(CLI::ExistingFile);
+  report->add_option("--out", report_out, "output folder")->required();
+  report->add_option("--baseline", baseline, "implementation the others are compared to")->capture_default_str();
+  report->add_option("--filter", filters, "key=value (impl, task, length, run, device, status), repeatable");
+  report->add_option("--chartjs", chartjs, "Chart.js file to inline")->capture_default_str();
+
+  // leaderboard
+  auto* board = app.add_subcommand("leaderboard", "rank implementations against a baseline");
+  std::string board_db, board_format = "text", board_out;
+  std::vector<std::string> board_tasks;
+  std::vector<int64_t> board_lengths;
+  board->add_option("--db", board_db, "SQLite results database")->required()->check(CLI::ExistingFile);
+  board->add_option("--task", board_tasks, "only these tasks (family or spec), repeatable");
+  board->add_option("--length", board_lengths, "only these lengths, comma-separated")->delimiter(',');
+  board->add_option("--baseline", baseline, "baseline implementation")->capture_default_str();
+  board->add_option("--format", board_format, "text, md or html")->check(CLI::IsMember({"text", "md", "html"}))->capture_default_str();
+  board->add_option("--out", board_out, "write to this file instead of stdout");
+
+  // check
+  auto* check = app.add_subcommand("check", "CI gate: compare cells with a baseline; exit 1 on regression");
+  std::string check_db, baseline_file, write_baseline;
+  int64_t baseline_run = 0, check_run = 0;
+  lcb::reports::Tolerances tol;
+  check->add_option("--db", check_db, "SQLite results database")->required()->check(CLI::ExistingFile);
+  auto* bf = check->add_option("--baseline", baseline_file, "baseline file written by --write-baseline")->check(CLI::ExistingFile);
+  auto* br = check->add_option("--baseline-run", baseline_run, "a stored run as the baseline");
+  auto* wb = check->add_option("--write-baseline", write_baseline, "write the baseline file from the cells and exit");
+  bf->excludes(br)->excludes(wb);
+  br->excludes(wb);
+  check->add_option("--run", check_run, "candidate cells: this run only (default: all cells not in the baseline run)");
+  check->add_option("--accuracy-tolerance", tol.accuracy, "absolute accuracy drop allowed beyond noise")->capture_default_str();
+  check->add_option("--latency-tolerance", tol.latency, "relative growth of latency / dense allowed")->capture_default_str();
+  check->add_option("--memory-tolerance", tol.memory, "relative growth of memory allowed")->capture_default_str();
+
+  // export
+  auto* exp = app.add_subcommand("export", "the cell table as CSV or JSON");
+  std::string export_db, export_format = "csv", export_out;
+  exp->add_option("--db", export_db, "SQLite results database")->required()->check(CLI::ExistingFile);
+  exp->add_option("--format", export_format, "csv or json")->check(CLI::IsMember({"csv", "json"}))->capture_default_str();
+  exp->add_option("--out", export_out, "write to this file instead of stdout");
+  exp->add_option("--filter", filters, "key=value (impl, task, length, run, device, status), repeatable");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
     if (*list) {
       what == "impls" ? print_impls() : print_tasks();
+      return 0;
+    }
+    auto emit = [](const std::string& text, const std::string& path) {
+      if (path.empty()) {
+        std::fputs(text.c_str(), stdout);
+        return;
+      }
+      std::ofstream out(path);
+      out << text;
+      if (!out) throw std::runtime_error("cannot write " + path);
+      std::printf("wrote %s\n", path.c_str());
+    };
+    if (*report) {
+      const lcb::store::Store db(report_db);
+      const auto cells = lcb::reports::CellFilter::parse(filters).apply(db.cells());
+      const auto content = lcb::reports::build_report(db.runs(), cells, baseline, lcb::reports::read_chartjs(chartjs));
+      std::printf("report: %s\n", lcb::reports::write_report(content, report_out).c_str());
+      return 0;
+    }
+    if (*board) {
+      const lcb::store::Store db(board_db);
+      std::vector<std::string> terms;
+      std::vector<lcb::store::CellRecord> cells;
+      for (const auto& c : db.cells()) {
+        bool task_ok = board_tasks.empty(), length_ok = board_lengths.empty();
+        for (const auto& t : board_tasks) task_ok |= lcb::reports::CellFilter::parse({"task=" + t}).matches(c);
+        for (int64_t L : board_lengths) length_ok |= c.length == L;
+        if (task_ok && length_ok) cells.push_back(c);
+      }
+      const auto rows = lcb::reports::leaderboard(cells, baseline);
+      const auto table = lcb::reports::leaderboard_table(rows);
+      const std::string text = board_format == "md"     ? table.markdown()
+                               : board_format == "html" ? lcb::reports::leaderboard_html(rows, "lcb leaderboard")
+                                                        : table.text();
+      emit(text, board_out);
+      return 0;
+    }
+    if (*check) {
+      const lcb::store::Store db(check_db);
+      auto all = db.cells();
+      std::vector<lcb::store::CellRecord> candidate;
+      for (const auto& c : all) {
+        if (check_run ? c.run_id == check_run : (baseline_run == 0 || c.run_id != baseline_run)) candidate.push_back(c);
+      }
+      if (!write_baseline.empty()) {
+        if (candidate.empty()) throw std::invalid_argument("no cells to write a baseline from");
+        std::ofstream(write_baseline) << lcb::reports::make_baseline(candidate, baseline).dump(2) << "\n";
+        std::printf("wrote baseline %s (%zu cells)\n", write_baseline.c_str(), candidate.size());
+        return 0;
+      }
+      nlohmann::json base;
+      if (!baseline_file.empty()) {
+        std::ifstream in(baseline_file);
+        try {
+          base = nlohmann::json::parse(in);
+        } catch (const nlohmann::json::parse_error& e) {
+          throw std::invalid_argument("baseline " + baseline_file + ": not valid JSON: " + e.what());
+        }
+        lcb::reports::validate_baseline(base, "baseline " + baseline_file);
+      } else if (baseline_run) {
+        std::vector<lcb::store::CellRecord> base_cells;
+        for (const auto& c : all) {
+          if (c.run_id == baseline_run) base_cells.push_back(c);
+        }
+        if (base_cells.empty()) throw std::invalid_argument("--baseline-run " + std::to_string(baseline_run) + ": no cells");
+        base = lcb::reports::make_baseline(base_cells, baseline);
+      } else {
+        throw std::invalid_argument("lcb check needs --baseline FILE, --baseline-run ID or --write-baseline FILE");
+      }
+      const auto result = lcb::reports::check_against(base, candidate, tol);
+      if (result.passed()) {
+        std::printf("check passed: %lld (task, impl, length) groups compared, no regression\n",
+                    static_cast<long long>(result.compared));
+        return 0;
+      }
+      std::printf("check FAILED: %zu regression(s) in %lld compared groups\n\n%s", result.regressions.size(),
+                  static_cast<long long>(result.compared), lcb::reports::regression_table(result).text().c_str());
+      return 1;
+    }
+    if (*exp) {
+      const lcb::store::Store db(export_db);
+      const auto cells = lcb::reports::CellFilter::parse(filters).apply(db.cells());
+      emit(export_format == "csv" ? lcb::reports::cells_csv(cells) : lcb::reports::cells_json(cells).dump(2) + "\n",
+           export_out);
       return 0;
     }
     if (*show) {

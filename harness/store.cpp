@@ -72,54 +72,6 @@ CREATE INDEX cells_by_run ON cells(run_id);
 CREATE INDEX cells_by_impl_task_length ON cells(impl, task, length);
 )sql";
 
-// Each field paired with its column name, so the INSERT and SELECT column lists cannot drift from
-// the order in which values are bound and read. Cell may be const (binding) or not (reading).
-template <class Cell, class F>
-void for_each_cell_field(Cell& c, F&& f) {
-  f("cell_key", c.cell_key);
-  f("run_id", c.run_id);
-  f("impl", c.impl);
-  f("impl_family", c.impl_family);
-  f("task", c.task);
-  f("task_version", c.task_version);
-  f("metric_version", c.metric_version);
-  f("length", c.length);
-  f("depth", c.depth);
-  f("seed", c.seed);
-  f("batch", c.batch);
-  f("dtype", c.dtype);
-  f("device", c.device);
-  f("device_name", c.device_name);
-  f("status", c.status);
-  f("message", c.message);
-  f("accuracy", c.accuracy);
-  f("n_scored", c.n_scored);
-  f("rel_l2_error", c.rel_l2_error);
-  f("mass_recall", c.mass_recall);
-  f("attention_flops", c.attention_flops);
-  f("selection_flops", c.selection_flops);
-  f("kept_pairs", c.kept_pairs);
-  f("causal_pairs", c.causal_pairs);
-  f("requested_density", c.requested_density);
-  f("achieved_density", c.achieved_density);
-  f("latency_ms_median", c.latency_ms_median);
-  f("latency_ms_min", c.latency_ms_min);
-  f("latency_ms_max", c.latency_ms_max);
-  f("latency_repeats", c.latency_repeats);
-  f("decode_ms_median", c.decode_ms_median);
-  f("decode_steps", c.decode_steps);
-  f("kv_cache_bytes", c.kv_cache_bytes);
-  f("peak_mem_bytes", c.peak_mem_bytes);
-  f("mem_kind", c.mem_kind);
-  f("backend", c.backend);
-  f("commit", c.commit);
-  f("torch_version", c.torch_version);
-  f("lcb_version", c.lcb_version);
-  f("repro", c.repro);
-  f("finished_at", c.finished_at);
-  f("extra_json", c.extra_json);
-}
-
 // The run's fields other than run_id, which the database assigns.
 template <class Run, class F>
 void for_each_run_field(Run& r, F&& f) {
