@@ -12,14 +12,15 @@ namespace lcb::harness {
 
 const std::vector<std::string>& config_fields() {
   static const std::vector<std::string> fields = {"name",  "impls",  "tasks",   "lengths", "depths",    "seeds",
-                                                  "batch", "dtype",  "device",  "repeats", "warmup", "chunk_rows"};
+                                                  "batch", "dtype",  "device",  "repeats", "warmup", "chunk_rows", "model"};
   return fields;
 }
 
 nlohmann::json RunConfig::to_json() const {
   return {{"name", name},     {"impls", impls},   {"tasks", tasks},     {"lengths", lengths},
           {"depths", depths}, {"seeds", seeds},   {"batch", batch},     {"dtype", dtype},
-          {"device", device}, {"repeats", repeats}, {"warmup", warmup}, {"chunk_rows", chunk_rows}};
+          {"device", device}, {"repeats", repeats}, {"warmup", warmup}, {"chunk_rows", chunk_rows},
+          {"model", model}};
 }
 
 namespace {
@@ -95,6 +96,7 @@ RunConfig parse_config(const nlohmann::json& j, const std::string& source) {
   if (j.contains("repeats")) c.repeats = integer(j["repeats"], "repeats", source);
   if (j.contains("warmup")) c.warmup = integer(j["warmup"], "warmup", source);
   if (j.contains("chunk_rows")) c.chunk_rows = integer(j["chunk_rows"], "chunk_rows", source);
+  if (j.contains("model")) c.model = text(j["model"], "model", source);
   validate_config(c, source);
   return c;
 }
@@ -124,7 +126,7 @@ void validate_config(RunConfig& c, const std::string& source) {
   }
   for (auto& s : c.tasks) {
     try {
-      s = tasks::make_task(s)->spec();
+      s = tasks::canonical_task(s);
     } catch (const std::invalid_argument& e) {
       fail(source, std::string("field 'tasks': ") + e.what());
     }

@@ -23,6 +23,7 @@ struct RunConfig {
   int64_t repeats = 3;          // timed repeats per cell (median reported)
   int64_t warmup = 1;           // untimed runs before timing
   int64_t chunk_rows = 256;     // query rows per chunk in reference paths
+  std::string model;            // model directory for model tasks (default: the embedded model)
 
   nlohmann::json to_json() const;
 };

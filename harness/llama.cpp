@@ -235,7 +235,16 @@ at::Tensor LlamaImpl::attention(int64_t i, const at::Tensor& x, int64_t pos0, De
   if (decode) {
     o = attn_[i]->decode(q, k, v, *state->caches[i], {});
   } else {
-    o = attn_[i]->forward(q, k, v, {}, state ? &state->caches[i] : nullptr).out;
+    attn::Output out = attn_[i]->forward(q, k, v, {}, state ? &state->caches[i] : nullptr);
+    if (state) {
+      attn::Cost& c = state->prefill_cost;
+      c.kept_pairs += out.cost.kept_pairs;
+      c.causal_pairs += out.cost.causal_pairs;
+      c.attention_flops += out.cost.attention_flops;
+      c.selection_flops += out.cost.selection_flops;
+      c.bytes += out.cost.bytes;
+    }
+    o = out.out;
   }
   return layer->o_proj(o.transpose(1, 2).reshape({B, T, cfg_.num_heads * D}));
 }
@@ -259,6 +268,7 @@ at::Tensor LlamaImpl::prefill(const at::Tensor& tokens, DecodeState& state, int6
   at::NoGradGuard no_grad;
   state.caches.clear();
   state.caches.resize(cfg_.num_layers);
+  state.prefill_cost = attn::Cost{};
   at::Tensor h = model->embed_tokens(tokens);
   const int64_t T = tokens.size(1);
   for (int64_t i = 0; i < cfg_.num_layers; ++i) {

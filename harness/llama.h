@@ -75,6 +75,7 @@ TORCH_MODULE(LlamaBody);
 struct DecodeState {
   std::vector<std::unique_ptr<attn::Cache>> caches;
   int64_t position = 0;
+  attn::Cost prefill_cost;  // summed over layers
   int64_t cache_bytes() const;
 };
 

@@ -8,7 +8,12 @@
 //   lcb check --db results.sqlite (--baseline FILE.json | --baseline-run ID) [--run ID] [tolerances]
 //   lcb check --db results.sqlite --write-baseline FILE.json [--run ID]
 //   lcb export --db results.sqlite [--format csv|json] [--out FILE]
+//   lcb train-tokenizer --out DIR [--vocab 1024] [--lines 20000] [--seed 0]
+//   lcb train --config FILE.json --out DIR [--steps N] [--device auto|cpu|cuda]
 #include "attention_impls/registry.h"
+#include "datasets/synthetic_text.h"
+#include "datasets/tokenizer.h"
+#include "harness/train.h"
 #include "harness/config.h"
 #include "harness/provenance.h"
 #include "harness/runner.h"
@@ -21,6 +26,7 @@
 #include "tasks/task.h"
 
 #include <CLI/CLI.hpp>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
@@ -100,6 +106,8 @@ int main(int argc, char** argv) {
   run->add_option("--repeats", repeats, "timed repeats per cell (median reported)");
   run->add_option("--warmup", warmup, "untimed runs before timing");
   run->add_option("--chunk-rows", chunk_rows, "query rows per chunk in reference paths");
+  std::string model_dir;
+  run->add_option("--model", model_dir, "model directory for model tasks (default: the embedded model)");
   run->add_flag("--retry-failed", retry_failed, "rerun cells stored as oom or error");
   run->add_flag("--quiet", quiet, "no progress and no table");
 
@@ -161,6 +169,28 @@ int main(int argc, char** argv) {
   exp->add_option("--out", export_out, "write to this file instead of stdout");
   exp->add_option("--filter", filters, "key=value (impl, task, length, run, device, status), repeatable");
 
+  // train-tokenizer
+  auto* tok_cmd = app.add_subcommand("train-tokenizer", "train a sentencepiece tokenizer on lcb's synthetic text");
+  std::string tok_out;
+  int64_t tok_vocab = 1024, tok_lines = 20000;
+  uint64_t tok_seed = 0;
+  tok_cmd->add_option("--out", tok_out, "directory for tokenizer.model")->required();
+  tok_cmd->add_option("--vocab", tok_vocab, "vocabulary size")->capture_default_str();
+  tok_cmd->add_option("--lines", tok_lines, "corpus lines to generate")->capture_default_str();
+  tok_cmd->add_option("--seed", tok_seed, "corpus seed")->capture_default_str();
+
+  // train
+  auto* train_cmd = app.add_subcommand("train", "train a small decoder on lcb's synthetic long-context tasks");
+  std::string train_config, train_out, train_device;
+  int64_t train_steps = 0;
+  train_cmd->add_option("--config", train_config, "training config (JSON)")->required()->check(CLI::ExistingFile);
+  train_cmd->add_option("--out", train_out, "output model directory (Hugging Face layout)")->required();
+  train_cmd->add_option("--steps", train_steps, "override the config's steps");
+  train_cmd->add_option("--device", train_device, "auto, cpu or cuda (overrides the config)");
+  std::string train_tokenizer_dir;
+  train_cmd->add_option("--tokenizer", train_tokenizer_dir, "directory with tokenizer.model (overrides the config)");
+  train_cmd->add_flag("--quiet", quiet, "no progress");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -178,6 +208,33 @@ int main(int argc, char** argv) {
       if (!out) throw std::runtime_error("cannot write " + path);
       std::printf("wrote %s\n", path.c_str());
     };
+    if (*tok_cmd) {
+      mkdir(tok_out.c_str(), 0755);
+      const std::string corpus = tok_out + "/corpus.txt";
+      std::ofstream(corpus) << lcb::datasets::tokenizer_corpus(tok_lines, tok_seed);
+      lcb::datasets::train_tokenizer(corpus, tok_vocab, tok_out);
+      std::remove(corpus.c_str());
+      const auto tok = lcb::datasets::Tokenizer::load(tok_out);
+      std::printf("tokenizer: %s/tokenizer.model (%lld pieces)\n", tok_out.c_str(), static_cast<long long>(tok.vocab_size()));
+      return 0;
+    }
+    if (*train_cmd) {
+      std::ifstream in(train_config);
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::parse_error& e) {
+        throw std::invalid_argument("config " + train_config + ": not valid JSON: " + e.what());
+      }
+      if (train_steps > 0) j["steps"] = train_steps;
+      if (!train_device.empty()) j["device"] = train_device;
+      if (!train_tokenizer_dir.empty()) j["tokenizer"] = train_tokenizer_dir;
+      const auto cfg = lcb::train::parse_train_config(j, "config " + train_config);
+      const auto res = lcb::train::train(cfg, train_out, quiet);
+      std::printf("trained %s: final loss %.4f, %lld tokens in %.1f s; eval %s\n", train_out.c_str(), res.final_loss,
+                  static_cast<long long>(res.tokens), res.seconds, res.final_eval.dump().c_str());
+      return 0;
+    }
     if (*report) {
       const lcb::store::Store db(report_db);
       const auto cells = lcb::reports::CellFilter::parse(filters).apply(db.cells());
@@ -280,6 +337,7 @@ int main(int argc, char** argv) {
     if (repeats) cfg.repeats = repeats;
     if (warmup >= 0) cfg.warmup = warmup;
     if (chunk_rows) cfg.chunk_rows = chunk_rows;
+    if (!model_dir.empty()) cfg.model = model_dir;
     lcb::harness::validate_config(cfg, source);
 
     lcb::harness::RunOptions opts;

@@ -1,6 +1,9 @@
 #include "harness/runner.h"
 
 #include "attention_impls/registry.h"
+#include "datasets/tokenizer.h"
+#include "harness/generate.h"
+#include "harness/llama.h"
 #include "harness/measure.h"
 #include "harness/progress.h"
 #include "harness/provenance.h"
@@ -12,9 +15,15 @@
 #include <torch/cuda.h>
 
 #include <chrono>
+#include <fstream>
 #include <sstream>
 
 namespace lcb::harness {
+
+std::string default_model_dir() {
+  if (const char* env = std::getenv("LCB_MODEL_DIR")) return env;
+  return std::string(LCB_SOURCE_DIR) + "/datasets/model";
+}
 
 at::Device resolve_device(const std::string& device) {
   const bool cuda = torch::cuda::is_available();
@@ -52,6 +61,36 @@ struct CellSpec {
   double depth = 0;
 };
 
+// One configured task of either kind.
+struct TaskHandle {
+  std::string spec;
+  int version = 0, metric_version = 0;
+  std::unique_ptr<tasks::AttentionTask> attention;
+  std::unique_ptr<tasks::ModelTask> model;
+};
+
+TaskHandle make_handle(const std::string& spec) {
+  TaskHandle h;
+  h.spec = spec;
+  if (tasks::task_kind(spec) == tasks::TaskKind::Attention) {
+    h.attention = tasks::make_task(spec);
+    h.version = h.attention->version();
+    h.metric_version = h.attention->metric_version();
+  } else {
+    h.model = tasks::make_model_task(spec);
+    h.version = h.model->version();
+    h.metric_version = h.model->metric_version();
+  }
+  return h;
+}
+
+// The language model of model tasks, loaded on first use.
+struct LoadedModel {
+  model::Llama llama{nullptr};
+  std::unique_ptr<datasets::Tokenizer> tokenizer;
+  std::string id;  // hash of config, tokenizer and weights: part of every model cell's key
+};
+
 struct Context {
   const RunConfig& cfg;
   at::Device device;
@@ -59,6 +98,9 @@ struct Context {
   std::string device_name;
   int64_t run_id = 0;
   std::string db_path;
+  std::string model_dir;
+  std::string model_id;  // empty until a model task needs it
+  std::unique_ptr<LoadedModel> model;
 };
 
 std::string first_line(const std::string& s) {
@@ -66,11 +108,11 @@ std::string first_line(const std::string& s) {
   return line.size() > 400 ? line.substr(0, 400) + "..." : line;
 }
 
-std::string cell_key(const Context& ctx, const CellSpec& c, const tasks::AttentionTask& task) {
-  const nlohmann::json j = {{"impl", c.impl},
+std::string cell_key(const Context& ctx, const CellSpec& c, const TaskHandle& task) {
+  nlohmann::json j = {{"impl", c.impl},
                             {"task", c.task},
-                            {"task_version", task.version()},
-                            {"metric_version", task.metric_version()},
+                            {"task_version", task.version},
+                            {"metric_version", task.metric_version},
                             {"length", c.length},
                             {"depth", c.depth},
                             {"seed", c.seed},
@@ -79,6 +121,7 @@ std::string cell_key(const Context& ctx, const CellSpec& c, const tasks::Attenti
                             {"device", ctx.device.str()},
                             {"device_name", ctx.device_name},
                             {"commit", provenance().commit}};
+  if (task.model) j["model"] = ctx.model_id;
   return hash_hex(j.dump());
 }
 
@@ -89,19 +132,19 @@ std::string repro_command(const Context& ctx, const CellSpec& c) {
     << c.seed << " --batch " << ctx.cfg.batch << " --dtype " << dtype_name(ctx.dtype) << " --device "
     << ctx.device.type() << " --repeats " << ctx.cfg.repeats << " --warmup " << ctx.cfg.warmup;
   if (ctx.cfg.chunk_rows != RunConfig{}.chunk_rows) s << " --chunk-rows " << ctx.cfg.chunk_rows;
+  if (!ctx.cfg.model.empty()) s << " --model " << shell_quote(ctx.cfg.model);
   return s.str();
 }
 
-store::CellRecord base_record(const Context& ctx, const CellSpec& c, const tasks::AttentionTask& task,
-                              const std::string& key) {
+store::CellRecord base_record(const Context& ctx, const CellSpec& c, const TaskHandle& task, const std::string& key) {
   store::CellRecord r;
   r.cell_key = key;
   r.run_id = ctx.run_id;
   r.impl = c.impl;
   r.impl_family = split_spec(c.impl).first;
   r.task = c.task;
-  r.task_version = task.version();
-  r.metric_version = task.metric_version();
+  r.task_version = task.version;
+  r.metric_version = task.metric_version;
   r.length = c.length;
   r.depth = c.depth;
   r.seed = c.seed;
@@ -121,6 +164,8 @@ struct Group {
   std::unique_ptr<tasks::Sample> sample;
   at::Tensor q, k, v;
   at::Tensor dense_out;  // the baseline for fidelity, computed once
+  datasets::TextSample text;  // model tasks
+  at::Tensor dense_logits;    // model tasks: dense's next-token logits after the prompt
 };
 
 // Per-token decode: prefill all but the last kDecodeTokens tokens, then one step per token; the
@@ -145,6 +190,12 @@ void time_decode(const Context& ctx, const attn::Attention& impl, const Group& g
 }
 
 void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, store::CellRecord& r) {
+  if (!g.q.defined()) {
+    g.sample = task.make(tasks::CellParams{r.length, r.depth, r.seed, ctx.cfg.batch});
+    g.q = g.sample->q.to(ctx.device, ctx.dtype);
+    g.k = g.sample->k.to(ctx.device, ctx.dtype);
+    g.v = g.sample->v.to(ctx.device, ctx.dtype);
+  }
   const auto impl = attn::make_attention(r.impl);
   const attn::Shape shape = attn::Shape::of(g.q, g.k);
   const attn::Support sup = impl->supports(shape, ctx.dtype, ctx.device);
@@ -193,6 +244,107 @@ void run_cell(const Context& ctx, const tasks::AttentionTask& task, Group& g, st
   r.status = "ok";
 }
 
+// Identity of a model directory: config, tokenizer and weights (the weights' bytes when under
+// 256 MB, else their header and size).
+std::string model_identity(const std::string& dir) {
+  auto read = [](const std::string& path, size_t limit) {
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes(limit, '\0');
+    in.read(bytes.data(), static_cast<std::streamsize>(limit));
+    bytes.resize(static_cast<size_t>(in.gcount()));
+    in.clear();
+    in.seekg(0, std::ios::end);
+    return bytes + "|" + std::to_string(static_cast<long long>(in.tellg()));
+  };
+  return hash_hex(read(dir + "/config.json", 1 << 20) + read(dir + "/tokenizer.model", 64 << 20) +
+                  read(dir + "/model.safetensors", 256 << 20));
+}
+
+LoadedModel& model_of(Context& ctx) {
+  if (!ctx.model) {
+    auto m = std::make_unique<LoadedModel>();
+    m->tokenizer = std::make_unique<datasets::Tokenizer>(datasets::Tokenizer::load(ctx.model_dir));
+    m->llama = model::load_llama(ctx.model_dir, ctx.device, ctx.dtype);
+    ctx.model = std::move(m);
+  }
+  return *ctx.model;
+}
+
+// A model task cell: greedy generation with the impl in every layer. Prefill latency is the time
+// to first token, decode latency the median inter-token latency; fidelity compares the logits
+// after the prompt with dense's.
+void run_model_cell(Context& ctx, const tasks::ModelTask& task, Group& g, store::CellRecord& r) {
+  LoadedModel& m = model_of(ctx);
+  const auto& tok = *m.tokenizer;
+  if (g.text.prompt.empty()) g.text = task.make(tasks::CellParams{r.length, r.depth, r.seed, 1}, tok);
+  const auto& s = g.text;
+  const at::Tensor prompt = at::tensor(s.prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(ctx.device);
+  if (!g.dense_logits.defined()) {
+    m.llama->set_attention("dense");
+    model::DecodeState st;
+    g.dense_logits = m.llama->prefill(prompt, st).to(at::kDouble);
+  }
+  m.llama->set_attention(r.impl);
+  const auto impl = attn::make_attention(r.impl);
+  const int64_t L = static_cast<int64_t>(s.prompt.size());
+  const model::LlamaConfig& mc = m.llama->config();
+  const attn::Shape shape{1, mc.num_heads, mc.num_kv_heads, L, L, mc.head_dim, static_cast<int64_t>(c10::elementSize(ctx.dtype))};
+  const attn::Support sup = impl->supports(shape, ctx.dtype, ctx.device);
+  if (!sup.ok) {
+    r.status = "unsupported";
+    r.message = sup.reason;
+    return;
+  }
+  model::DecodeState st;
+  const at::Tensor logits = m.llama->prefill(prompt, st).to(at::kDouble);
+  r.rel_l2_error = (logits - g.dense_logits).norm().item<double>() / std::max(g.dense_logits.norm().item<double>(), 1e-300);
+  r.kept_pairs = st.prefill_cost.kept_pairs;
+  r.causal_pairs = st.prefill_cost.causal_pairs;
+  r.attention_flops = st.prefill_cost.attention_flops;
+  r.selection_flops = st.prefill_cost.selection_flops;
+  r.achieved_density = st.prefill_cost.achieved_density();
+  r.requested_density = impl->requested_density(L);
+  r.kv_cache_bytes = st.cache_bytes();
+
+  const int64_t max_new = task.max_new_tokens(s);
+  const std::vector<int64_t> stops = mc.eos_token_ids;
+  for (int64_t i = 0; i < ctx.cfg.warmup; ++i) model::greedy_generate(m.llama, s.prompt, 2, stops, ctx.device);
+  const PeakMemory mem(ctx.device);
+  Timing ttft, itl;
+  model::Generation first;
+  for (int64_t i = 0; i < ctx.cfg.repeats; ++i) {
+    model::Generation gen = model::greedy_generate(m.llama, s.prompt, max_new, stops, ctx.device);
+    ttft.ms.push_back(gen.ttft_ms);
+    itl.ms.insert(itl.ms.end(), gen.itl_ms.begin(), gen.itl_ms.end());
+    if (i == 0) first = std::move(gen);
+  }
+  r.peak_mem_bytes = mem.peak_bytes();
+  r.mem_kind = mem.kind();
+  r.latency_ms_median = ttft.median();
+  r.latency_ms_min = ttft.min();
+  r.latency_ms_max = ttft.max();
+  r.latency_repeats = static_cast<int64_t>(ttft.ms.size());
+  if (!itl.ms.empty()) r.decode_ms_median = itl.median();
+  r.decode_steps = static_cast<int64_t>(itl.ms.size());
+  const std::string text = tok.decode(first.ids);
+  const tasks::Score score = task.score(s, text);
+  r.accuracy = score.accuracy;
+  r.n_scored = score.n_scored;
+  nlohmann::json extra = score.details;
+  extra["item_scores"] = score.item_scores;
+  std::string ids;
+  for (int64_t id : s.prompt) ids += std::to_string(id) + ",";
+  extra["prompt_hash"] = hash_hex(ids);
+  extra["prompt_tokens"] = L;
+  extra["needle_token"] = s.needle_token;
+  extra["stop"] = first.stop;
+  extra["model"] = ctx.model_dir;
+  extra["attention_plan"] = r.impl;
+  r.extra_json = extra.dump();
+  r.backend = "model:" + std::string(ctx.device.is_cuda() ? "cuda" : "cpu");
+  r.status = "ok";
+}
+
 void release_device_memory(const at::Device& device) {
   if (device.is_cuda()) at::accelerator::emptyCache();
 }
@@ -202,12 +354,22 @@ void release_device_memory(const at::Device& device) {
 RunSummary run_sweep(const RunConfig& cfg, const RunOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   at::NoGradGuard no_grad;
-  Context ctx{cfg, resolve_device(cfg.device), at::kFloat, "", 0, options.db_path};
+  Context ctx{cfg, resolve_device(cfg.device), at::kFloat, "", 0, options.db_path, "", "", nullptr};
   ctx.dtype = resolve_dtype(cfg.dtype, ctx.device);
   ctx.device_name = device_name(ctx.device);
 
-  std::vector<std::unique_ptr<tasks::AttentionTask>> task_objs;
-  for (const auto& t : cfg.tasks) task_objs.push_back(tasks::make_task(t));
+  std::vector<TaskHandle> task_objs;
+  bool any_model_task = false;
+  for (const auto& t : cfg.tasks) {
+    task_objs.push_back(make_handle(t));
+    any_model_task |= task_objs.back().model != nullptr;
+  }
+  if (any_model_task) {
+    ctx.model_dir = cfg.model.empty() ? default_model_dir() : cfg.model;
+    datasets::Tokenizer::load(ctx.model_dir);  // fails early, naming the directory
+    model::LlamaConfig::load(ctx.model_dir);
+    ctx.model_id = model_identity(ctx.model_dir);
+  }
 
   store::Store db(options.db_path);
   store::RunInfo info;
@@ -230,7 +392,7 @@ RunSummary run_sweep(const RunConfig& cfg, const RunOptions& options) {
   Progress progress(sum.total, options.quiet);
 
   for (size_t ti = 0; ti < cfg.tasks.size(); ++ti) {
-    const tasks::AttentionTask& task = *task_objs[ti];
+    const TaskHandle& task = task_objs[ti];
     for (int64_t L : cfg.lengths)
       for (int64_t seed : cfg.seeds)
         for (double depth : cfg.depths) {
@@ -248,28 +410,21 @@ RunSummary run_sweep(const RunConfig& cfg, const RunOptions& options) {
           }
           if (pending.empty()) continue;
           Group g;
-          std::string group_error;
-          try {
-            g.sample = task.make(tasks::CellParams{L, depth, seed, cfg.batch});
-            g.q = g.sample->q.to(ctx.device, ctx.dtype);
-            g.k = g.sample->k.to(ctx.device, ctx.dtype);
-            g.v = g.sample->v.to(ctx.device, ctx.dtype);
-          } catch (const std::exception& e) {
-            group_error = "task input: " + first_line(e.what());
-          }
           for (const auto& [c, key] : pending) {
             store::CellRecord r = base_record(ctx, c, task, key);
-            if (!group_error.empty()) {
-              r.status = "error";
-              r.message = group_error;
-            } else {
+            {
               try {
-                run_cell(ctx, task, g, r);
+                if (task.model) {
+                  run_model_cell(ctx, *task.model, g, r);
+                } else {
+                  run_cell(ctx, *task.attention, g, r);
+                }
               } catch (const c10::OutOfMemoryError& e) {
                 r = base_record(ctx, c, task, key);
                 r.status = "oom";
                 r.message = first_line(e.what());
                 g.dense_out = at::Tensor();
+                g.dense_logits = at::Tensor();
                 release_device_memory(ctx.device);
               } catch (const std::exception& e) {
                 r = base_record(ctx, c, task, key);

@@ -31,4 +31,7 @@ std::string dtype_name(at::ScalarType dtype);
 
 RunSummary run_sweep(const RunConfig& config, const RunOptions& options);
 
+// The embedded default model: $LCB_MODEL_DIR, else datasets/model in the source tree.
+std::string default_model_dir();
+
 }  // namespace lcb::harness

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "attention_impls/spec.h"
+#include "datasets/synthetic_text.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -45,18 +46,39 @@ class AttentionTask {
   virtual Score score(const Sample& sample, const at::Tensor& out) const = 0;
 };
 
+// A task run through a language model: a tokenized prompt, greedy generation, a text metric.
+class ModelTask {
+ public:
+  virtual ~ModelTask() = default;
+  virtual std::string spec() const = 0;
+  virtual int version() const = 0;
+  virtual int metric_version() const = 0;
+  virtual datasets::TextSample make(const CellParams& cell, const datasets::Tokenizer& tok) const = 0;
+  virtual int64_t max_new_tokens(const datasets::TextSample& s) const = 0;
+  // generated: the decoded continuation. details carry the extracted answer.
+  virtual Score score(const datasets::TextSample& s, const std::string& generated) const = 0;
+};
+
+enum class TaskKind { Attention, Model };
+
 struct TaskEntry {
   std::string family;
   std::string summary;
   std::vector<ParamDef> params;
+  TaskKind kind = TaskKind::Attention;
   std::function<std::unique_ptr<AttentionTask>(const ParsedSpec&)> make;
+  std::function<std::unique_ptr<ModelTask>(const ParsedSpec&)> make_model;
 };
 
 const std::vector<TaskEntry>& task_registry();
 
-// Throws std::invalid_argument naming the bad part (an unknown task lists the known ones).
+// Throw std::invalid_argument naming the bad part (an unknown task lists the known ones).
+TaskKind task_kind(const std::string& spec);
+std::string canonical_task(const std::string& spec);
 std::unique_ptr<AttentionTask> make_task(const std::string& spec);
+std::unique_ptr<ModelTask> make_model_task(const std::string& spec);
 
 TaskEntry needle_qkv_entry();
+std::vector<TaskEntry> text_task_entries();
 
 }  // namespace lcb::tasks

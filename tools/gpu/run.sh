@@ -12,8 +12,6 @@ cd "$(dirname "$0")/../.."
 OUT_DIR=${1:?usage: tools/gpu/run.sh OUT_DIR [DEB_DIR]}
 DEB_DIR=${2:-.gpu-debs}
 mkdir -p "$OUT_DIR"
-PREFIX=/tmp/lcb-prefix
-BUILD=build-gpu
 summary=()
 step() { echo "== $*"; }
 
@@ -22,23 +20,9 @@ step "environment"
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; cmake --version | head -n1; } \
   2>&1 | tee "$OUT_DIR/env.txt"
 
-step "unpacking ${DEB_DIR}/*.deb into $PREFIX"
-mkdir -p "$PREFIX"
-for f in "$DEB_DIR"/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$PREFIX"; done
-SQLITE_LIB=$(ldconfig -p | awk '/libsqlite3\.so\.0 .*x86-64/ {print $NF; exit}')
-SQLITE_INC=$PREFIX/usr/include
-[ -f "$SQLITE_INC/sqlite3.h" ] || { echo "sqlite3.h missing: bring libsqlite3-dev's .deb in $DEB_DIR"; exit 1; }
-
-step "configure and build (CUDA on)"
-t0=$(date +%s)
-TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
-if cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLCB_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DSQLite3_INCLUDE_DIR="$SQLITE_INC" -DSQLite3_LIBRARY="$SQLITE_LIB" \
-     >"$OUT_DIR/build.log" 2>&1 && cmake --build "$BUILD" -j"$(nproc)" >>"$OUT_DIR/build.log" 2>&1; then
-  summary+=("build: ok in $(( $(date +%s) - t0 )) s")
-else
-  tail -n 40 "$OUT_DIR/build.log"; echo "build failed"; exit 1
-fi
+step "build with CUDA"
+source tools/gpu/build.sh
+summary+=("build: ok")
 
 step "tests (CPU suites and the GPU suite)"
 ctest --test-dir "$BUILD" -j8 --output-on-failure >"$OUT_DIR/ctest.log" 2>&1

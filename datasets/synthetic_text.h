@@ -1,0 +1,35 @@
+// Synthetic long-context text tasks, generated offline from lcb's own word list and sentence
+// templates and sized in tokens of the model's tokenizer:
+//   passkey            a 5-digit pass key hidden in filler text;
+//   niah_single        one "special magic number" for a key word (a 7-digit value);
+//   kv_retrieval       the value of one key among many key/value records;
+//   variable_tracking  the names in a chain of assignments VAR X = value, VAR Y = VAR X, ...
+// The same construction serves training (`lcb train`) and evaluation (`lcb run`).
+#pragma once
+
+#include "datasets/tokenizer.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lcb::datasets {
+
+struct TextSample {
+  std::vector<int64_t> prompt;       // BOS, instruction, haystack with the needle, question
+  std::string answer;                // the exact expected answer text
+  std::vector<std::string> expected; // items that must all appear (one for single answers)
+  std::vector<int64_t> answer_ids;   // " " + answer tokens then EOS: the training target
+  int64_t needle_token = 0;          // token index where the (first) needle starts
+};
+
+const std::vector<std::string>& text_task_names();
+
+// Exactly `length` prompt tokens (throws std::invalid_argument when the task cannot fit or the
+// name is unknown); needle at `depth` of the haystack; deterministic in `seed`.
+TextSample make_text_sample(const std::string& task, int64_t length, double depth, uint64_t seed, const Tokenizer& tok);
+
+// Lines of text covering every template and task, for training a tokenizer.
+std::string tokenizer_corpus(int64_t lines, uint64_t seed);
+
+}  // namespace lcb::datasets

@@ -1,0 +1,23 @@
+// Greedy generation with a Llama model and its per-layer attention caches, timed: time to first
+// token (prefill plus the first token's logits) and each later token's latency.
+#pragma once
+
+#include "harness/llama.h"
+
+#include <string>
+#include <vector>
+
+namespace lcb::model {
+
+struct Generation {
+  std::vector<int64_t> ids;  // generated tokens, the stop token excluded
+  std::string stop;          // "stop_token" or "max_new_tokens"
+  double ttft_ms = 0;
+  std::vector<double> itl_ms;  // one per token after the first
+  int64_t kv_cache_bytes = 0;  // after the prefill
+};
+
+Generation greedy_generate(Llama& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                           const std::vector<int64_t>& stop_ids, at::Device device, int64_t prefill_chunk = 4096);
+
+}  // namespace lcb::model
