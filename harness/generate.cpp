@@ -35,4 +35,12 @@ Generation greedy_generate(Llama& model, const std::vector<int64_t>& prompt, int
   return g;
 }
 
+std::vector<Generation> greedy_generate_batch(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
+                                              int64_t max_new_tokens, const std::vector<int64_t>& stop_ids,
+                                              at::Device device) {
+  std::vector<Generation> out;
+  for (const auto& p : prompts) out.push_back(greedy_generate(model, p, max_new_tokens, stop_ids, device));
+  return out;
+}
+
 }  // namespace lcb::model

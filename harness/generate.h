@@ -20,4 +20,10 @@ struct Generation {
 Generation greedy_generate(Llama& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                            const std::vector<int64_t>& stop_ids, at::Device device, int64_t prefill_chunk = 4096);
 
+// A batch of prompts with their own lengths, generated one sequence after the other (each keeps its
+// own caches, so no padding or masking enters the attention implementations).
+std::vector<Generation> greedy_generate_batch(Llama& model, const std::vector<std::vector<int64_t>>& prompts,
+                                              int64_t max_new_tokens, const std::vector<int64_t>& stop_ids,
+                                              at::Device device);
+
 }  // namespace lcb::model

@@ -36,6 +36,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"min_length", min_length},
           {"max_length", max_length},
           {"batch_tokens", batch_tokens},
+          {"curriculum_steps", curriculum_steps},
           {"steps", steps},
           {"warmup", warmup},
           {"lr", lr},
@@ -71,6 +72,31 @@ TrainConfig parse_train_config(const nlohmann::json& j, const std::string& sourc
   }
   nlohmann::json merged = defaults;
   merged.update(j);
+  for (const char* key : {"tasks"}) {
+    for (const auto& x : merged[key]) {
+      if (!x.is_string()) throw fail(std::string("field '") + key + "' must be a list of strings, got " + merged[key].dump());
+    }
+  }
+  for (const char* key : {"eval_lengths"}) {
+    for (const auto& x : merged[key]) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 1) {
+        throw fail(std::string("field '") + key + "' must be a list of positive integers, got " + merged[key].dump());
+      }
+    }
+  }
+  for (const char* key : {"hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "max_position_embeddings",
+                          "batch_tokens", "steps", "eval_every", "eval_samples"}) {
+    if (merged[key].get<int64_t>() < 1) throw fail(std::string("field '") + key + "' must be >= 1, got " + merged[key].dump());
+  }
+  for (const char* key : {"warmup", "curriculum_steps", "time_limit_s"}) {
+    if (merged[key].get<int64_t>() < 0) throw fail(std::string("field '") + key + "' must be >= 0, got " + merged[key].dump());
+  }
+  for (const char* key : {"lr", "rope_theta", "grad_clip"}) {
+    if (!(merged[key].get<double>() > 0)) throw fail(std::string("field '") + key + "' must be > 0, got " + merged[key].dump());
+  }
+  if (merged["device"] != "auto" && merged["device"] != "cpu" && merged["device"] != "cuda") {
+    throw fail("field 'device': " + merged["device"].dump() + " not accepted (auto, cpu, cuda)");
+  }
   c.hidden_size = merged["hidden_size"];
   c.intermediate_size = merged["intermediate_size"];
   c.num_layers = merged["num_layers"];
@@ -84,6 +110,7 @@ TrainConfig parse_train_config(const nlohmann::json& j, const std::string& sourc
   c.min_length = merged["min_length"];
   c.max_length = merged["max_length"];
   c.batch_tokens = merged["batch_tokens"];
+  c.curriculum_steps = merged["curriculum_steps"];
   c.steps = merged["steps"];
   c.warmup = merged["warmup"];
   c.lr = merged["lr"];
@@ -105,6 +132,9 @@ TrainConfig parse_train_config(const nlohmann::json& j, const std::string& sourc
   }
   if (c.tasks.empty()) throw fail("field 'tasks' must not be empty");
   if (c.min_length < 64 || c.max_length < c.min_length) throw fail("fields 'min_length'/'max_length' need 64 <= min <= max");
+  for (int64_t L : c.eval_lengths) {
+    if (L < 128) throw fail("field 'eval_lengths': " + std::to_string(L) + " is shorter than the tasks' 128-token minimum");
+  }
   if (c.num_heads % c.num_kv_heads != 0 || c.hidden_size % c.num_heads != 0) {
     throw fail("fields 'num_heads', 'num_kv_heads', 'hidden_size' must divide: hidden % heads == 0, heads % kv_heads == 0");
   }
@@ -125,8 +155,14 @@ struct Batch {
   int64_t tokens = 0;
 };
 
-Batch make_batch(const TrainConfig& cfg, const datasets::Tokenizer& tok, std::mt19937_64& rng, at::Device device) {
-  const double lo = std::log(static_cast<double>(cfg.min_length)), hi = std::log(static_cast<double>(cfg.max_length));
+Batch make_batch(const TrainConfig& cfg, const datasets::Tokenizer& tok, std::mt19937_64& rng, at::Device device,
+                 int64_t step) {
+  const double lo = std::log(static_cast<double>(cfg.min_length));
+  double hi = std::log(static_cast<double>(cfg.max_length));
+  if (step < cfg.curriculum_steps) {
+    const double start = std::min(hi, std::log(4.0 * static_cast<double>(cfg.min_length)));
+    hi = start + (hi - start) * static_cast<double>(step) / static_cast<double>(cfg.curriculum_steps);
+  }
   const int64_t L = std::llround(std::exp(std::uniform_real_distribution<double>(lo, hi)(rng)));
   const int64_t B = std::max<int64_t>(1, cfg.batch_tokens / L);
   std::vector<std::vector<int64_t>> seqs;
@@ -197,6 +233,13 @@ TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet
   const auto t0 = std::chrono::steady_clock::now();
   const at::Device device = harness::resolve_device(cfg.device);
   const datasets::Tokenizer tok = datasets::Tokenizer::load(cfg.tokenizer);
+  for (const auto& task : cfg.tasks) {  // every task must fit the shortest length before any step runs
+    try {
+      datasets::make_text_sample(task, cfg.min_length, 0.5, 0, tok);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("training config: field 'min_length': " + std::string(e.what()));
+    }
+  }
   model::LlamaConfig mc;
   mc.vocab_size = tok.vocab_size();
   mc.hidden_size = cfg.hidden_size;
@@ -224,7 +267,7 @@ TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet
   TrainResult res;
   double loss_avg = 0;
   for (int64_t step = 0; step < cfg.steps; ++step) {
-    const Batch batch = make_batch(cfg, tok, rng, device);
+    const Batch batch = make_batch(cfg, tok, rng, device, step);
     const double lr = lr_at(cfg, step);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     at::autocast::set_autocast_enabled(at::kCUDA, autocast);
@@ -252,7 +295,11 @@ TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet
     nlohmann::json rec = {{"step", step + 1}, {"loss", l}, {"loss_avg", loss_avg}, {"lr", lr}, {"tokens", res.tokens}};
     const bool out_of_time = cfg.time_limit_s > 0 && secs > static_cast<double>(cfg.time_limit_s);
     if ((step + 1) % cfg.eval_every == 0 || step + 1 == cfg.steps || out_of_time) {
-      rec["eval"] = evaluate(m, cfg, tok, device);
+      try {
+        rec["eval"] = evaluate(m, cfg, tok, device);
+      } catch (const std::invalid_argument& e) {  // a sample that cannot fit must not lose the run
+        rec["eval"] = {{"error", e.what()}};
+      }
       res.final_eval = rec["eval"];
       if (!quiet) std::fprintf(stderr, "eval at step %lld: %s\n", static_cast<long long>(step + 1), rec["eval"].dump().c_str());
     }

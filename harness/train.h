@@ -23,6 +23,8 @@ struct TrainConfig {
   std::vector<std::string> tasks = {"passkey", "niah_single", "kv_retrieval", "variable_tracking"};
   int64_t min_length = 128, max_length = 4096;  // prompt lengths, drawn log-uniformly per step
   int64_t batch_tokens = 32768;                 // tokens per step (batch = batch_tokens / length)
+  int64_t curriculum_steps = 0;  // the longest length grows log-linearly from 4 x min_length to
+                                 // max_length over these steps (0: full range from the start)
   // Optimisation.
   int64_t steps = 1000, warmup = 50;
   double lr = 1e-3, min_lr_ratio = 0.1, weight_decay = 0.1, grad_clip = 1.0;

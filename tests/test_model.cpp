@@ -1,5 +1,6 @@
 // The Llama runtime: forward against a reference written from the formulas, cached decoding
 // against full recomputation, save -> load, and the loader's errors on bad files and configs.
+#include "harness/generate.h"
 #include "harness/llama.h"
 #include "harness/safetensors.h"
 #include "tests/temp_dir.h"
@@ -109,6 +110,32 @@ TEST(Llama, CachedDecodingEqualsFullRecomputation) {
     EXPECT_EQ(st.position, 40);
     EXPECT_GT(st.cache_bytes(), 0);
   }
+}
+
+// Greedy generation stops at a stop token and follows the argmax of full recomputation; a batch of
+// prompts of different lengths gives what each prompt gives alone.
+TEST(Llama, GreedyGenerationAndBatches) {
+  Llama m = tiny_model(false);
+  const std::vector<int64_t> prompt = {5, 9, 2, 33, 7};
+  const Generation g = greedy_generate(m, prompt, 6, {}, at::kCPU);
+  ASSERT_EQ(g.ids.size(), 6u);
+  EXPECT_EQ(g.stop, "max_new_tokens");
+  std::vector<int64_t> seq = prompt;
+  for (int64_t id : g.ids) {
+    const at::Tensor logits = m->forward(at::tensor(seq, at::kLong).unsqueeze(0));
+    EXPECT_EQ(logits[0][-1].argmax().item<int64_t>(), id);
+    seq.push_back(id);
+  }
+  EXPECT_EQ(g.itl_ms.size(), 5u);
+  const int64_t stop = g.ids[2];
+  const auto first = std::find(g.ids.begin(), g.ids.end(), stop);  // generation ends at its first occurrence
+  const Generation stopped = greedy_generate(m, prompt, 6, {stop}, at::kCPU);
+  EXPECT_EQ(stopped.stop, "stop_token");
+  EXPECT_EQ(stopped.ids, std::vector<int64_t>(g.ids.begin(), first));
+  const auto batch = greedy_generate_batch(m, {prompt, {1, 2, 3}, {40, 41, 42, 43, 44, 45, 46, 47}}, 4, {}, at::kCPU);
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(batch[0].ids, std::vector<int64_t>(g.ids.begin(), g.ids.begin() + 4));
+  EXPECT_EQ(batch[2].ids, greedy_generate(m, {40, 41, 42, 43, 44, 45, 46, 47}, 4, {}, at::kCPU).ids);
 }
 
 TEST(Llama, SaveLoadGivesIdenticalLogits) {

@@ -1,0 +1,357 @@
+// The text side of lcb: the sentencepiece tokenizer, the synthetic long-context text tasks, the
+// model tasks' scoring, `lcb train` (config errors and a CPU smoke run) and `lcb run` over a
+// model task. One tokenizer and one tiny random Llama are built per process, on first use.
+#include "datasets/synthetic_text.h"
+#include "datasets/tokenizer.h"
+#include "harness/config.h"
+#include "harness/llama.h"
+#include "harness/runner.h"
+#include "harness/store.h"
+#include "harness/train.h"
+#include "tasks/task.h"
+#include "tests/temp_dir.h"
+#include "tests/test_util.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace lcb {
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+datasets::Tokenizer trained_tokenizer(const test::TempDir& dir, const std::string& out_dir) {
+  const std::string corpus = dir.file("corpus.txt");
+  std::ofstream(corpus) << datasets::tokenizer_corpus(3000, 0);
+  datasets::train_tokenizer(corpus, 512, out_dir);
+  return datasets::Tokenizer::load(out_dir);
+}
+
+struct Fixture {
+  test::TempDir dir;
+  std::string tokenizer_dir = dir.file("tokenizer");
+  std::string model_dir = dir.file("model");
+  datasets::Tokenizer tok = trained_tokenizer(dir, tokenizer_dir);
+
+  Fixture() {
+    model::LlamaConfig c;
+    c.vocab_size = tok.vocab_size();
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_layers = 2;
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.head_dim = 8;
+    c.tie_word_embeddings = true;
+    c.bos_token_id = tok.bos_id();
+    c.eos_token_ids = {tok.eos_id()};
+    model::Llama m(c);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
+    {
+      at::NoGradGuard no_grad;
+      for (auto& p : m->parameters()) p.copy_(at::normal(0.0, 0.3, p.sizes(), gen, at::TensorOptions().dtype(at::kFloat)));
+    }
+    model::save_llama(m, model_dir, at::kFloat);
+    std::ifstream src(tokenizer_dir + "/tokenizer.model", std::ios::binary);
+    std::ofstream(model_dir + "/tokenizer.model", std::ios::binary) << src.rdbuf();
+  }
+};
+
+const Fixture& fixture() {
+  static const Fixture f;
+  return f;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a std::invalid_argument: " << e.what();
+    return "";
+  }
+  return "no error";
+}
+
+bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+TEST(Tokenizer, RoundTripsIdsAndHash) {
+  const auto& tok = fixture().tok;
+  EXPECT_EQ(tok.vocab_size(), 512);
+  EXPECT_EQ(tok.pad_id(), 0);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  for (const std::string s : {"The quiet river watched the garden.", "What is the pass key? The pass key is 40721.",
+                              "VAR QWERT = VAR ZXCVB.", "key lantern-0042 has value 913370."}) {
+    const auto ids = tok.encode(s);
+    ASSERT_FALSE(ids.empty()) << s;
+    for (int64_t id : ids) {
+      EXPECT_GE(id, 0) << s;
+      EXPECT_LT(id, tok.vocab_size()) << s;
+      EXPECT_NE(id, 3) << "unknown piece in '" << s << "'";
+    }
+    EXPECT_EQ(tok.decode(ids), s);
+  }
+  const std::string& h = tok.hash();
+  EXPECT_EQ(h.size(), 16u);
+  EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos) << h;
+  EXPECT_EQ(datasets::Tokenizer::load(fixture().tokenizer_dir).hash(), h);
+  EXPECT_EQ(datasets::Tokenizer::load(fixture().model_dir).hash(), h);
+}
+
+TEST(Tokenizer, MissingModelFileIsAClearError) {
+  test::TempDir dir;
+  const std::string empty = dir.file("empty");
+  ASSERT_EQ(mkdir(empty.c_str(), 0755), 0);
+  const std::string err = error_of([&] { datasets::Tokenizer::load(empty); });
+  EXPECT_TRUE(contains(err, empty + " has no tokenizer.model")) << err;
+}
+
+TEST(SyntheticText, ExactLengthAnswerInPromptDeterministic) {
+  const auto& tok = fixture().tok;
+  for (const auto& task : datasets::text_task_names()) {
+    for (const int64_t length : {200, 512}) {
+      const auto s = datasets::make_text_sample(task, length, 0.5, 3, tok);
+      EXPECT_EQ(static_cast<int64_t>(s.prompt.size()), length) << task;
+      ASSERT_FALSE(s.prompt.empty());
+      EXPECT_EQ(s.prompt[0], tok.bos_id()) << task;
+      const std::string text = tok.decode(s.prompt);
+      ASSERT_FALSE(s.expected.empty()) << task;
+      for (const auto& e : s.expected) EXPECT_TRUE(contains(text, e)) << task << " L=" << length << ": '" << e << "' missing";
+      if (task == "variable_tracking") {
+        EXPECT_EQ(s.expected.size(), 4u);
+      } else {
+        EXPECT_EQ(s.expected, std::vector<std::string>{s.answer}) << task;
+      }
+      ASSERT_FALSE(s.answer_ids.empty());
+      EXPECT_EQ(s.answer_ids.back(), tok.eos_id()) << task;
+      EXPECT_EQ(tok.decode(s.answer_ids), s.answer) << task;
+
+      const auto again = datasets::make_text_sample(task, length, 0.5, 3, tok);
+      EXPECT_EQ(again.prompt, s.prompt) << task;
+      EXPECT_EQ(again.answer, s.answer) << task;
+      const auto other = datasets::make_text_sample(task, length, 0.5, 4, tok);
+      EXPECT_NE(other.answer, s.answer) << task;
+    }
+    const auto early = datasets::make_text_sample(task, 512, 0.1, 3, tok);
+    const auto late = datasets::make_text_sample(task, 512, 0.9, 3, tok);
+    EXPECT_LT(early.needle_token, late.needle_token) << task;
+    EXPECT_GT(early.needle_token, 0) << task;
+  }
+}
+
+TEST(SyntheticText, BadLengthOrTaskIsAnError) {
+  const auto& tok = fixture().tok;
+  const std::string short_err = error_of([&] { datasets::make_text_sample("passkey", 10, 0.5, 0, tok); });
+  EXPECT_TRUE(contains(short_err, "too short")) << short_err;
+  const std::string unknown = error_of([&] { datasets::make_text_sample("passkee", 256, 0.5, 0, tok); });
+  EXPECT_TRUE(contains(unknown, "passkee")) << unknown;
+  EXPECT_TRUE(contains(unknown, "passkey, niah_single, kv_retrieval, variable_tracking")) << unknown;
+}
+
+TEST(ModelTasks, KindsSpecsAndScoring) {
+  EXPECT_EQ(tasks::task_kind("passkey"), tasks::TaskKind::Model);
+  EXPECT_EQ(tasks::task_kind("needle_qkv"), tasks::TaskKind::Attention);
+  EXPECT_EQ(tasks::canonical_task("passkey"), "passkey:extra_tokens=2");
+  EXPECT_TRUE(contains(error_of([] { tasks::make_task("passkey"); }), "runs through a model"));
+  EXPECT_TRUE(contains(error_of([] { tasks::make_model_task("needle_qkv"); }), "not a model task"));
+  EXPECT_TRUE(contains(error_of([] { tasks::task_kind("bogus"); }), "known tasks: needle_qkv, passkey"));
+
+  const auto& tok = fixture().tok;
+  const auto passkey = tasks::make_model_task("passkey");
+  EXPECT_EQ(passkey->spec(), "passkey:extra_tokens=2");
+  const auto s = passkey->make({128, 0.5, 0, 1}, tok);
+  EXPECT_EQ(s.prompt.size(), 128u);
+  EXPECT_EQ(passkey->max_new_tokens(s), static_cast<int64_t>(s.answer_ids.size()) + 2);
+  const tasks::Score right = passkey->score(s, " " + s.answer + "\nmore");
+  EXPECT_EQ(right.accuracy, 1.0);
+  EXPECT_EQ(right.n_scored, 1);
+  EXPECT_EQ(right.details.at("extracted"), s.answer);
+  std::string wrong = s.answer;
+  wrong[0] = wrong[0] == '9' ? '1' : static_cast<char>(wrong[0] + 1);
+  EXPECT_EQ(passkey->score(s, " " + wrong).accuracy, 0.0);
+  EXPECT_EQ(passkey->score(s, " " + s.answer + "0").accuracy, 0.0);
+
+  const auto vt = tasks::make_model_task("variable_tracking");
+  const auto v = vt->make({256, 0.5, 0, 1}, tok);
+  ASSERT_EQ(v.expected.size(), 4u);
+  EXPECT_EQ(vt->score(v, " " + v.expected[0] + " " + v.expected[2]).accuracy, 0.5);
+  EXPECT_EQ(vt->score(v, " " + v.answer).accuracy, 1.0);
+  EXPECT_EQ(vt->score(v, "\n" + v.answer).accuracy, 0.0);
+}
+
+nlohmann::json train_json() { return {{"tokenizer", fixture().tokenizer_dir}, {"steps", 60}, {"lr", 3e-3}}; }
+
+std::string train_config_error(const std::string& key, const nlohmann::json& value) {
+  nlohmann::json j = train_json();
+  j[key] = value;
+  return error_of([&] { train::parse_train_config(j, "train.json"); });
+}
+
+TEST(TrainConfig, ErrorsNameTheField) {
+  const auto c = train::parse_train_config(train_json(), "train.json");
+  EXPECT_EQ(c.steps, 60);
+  EXPECT_DOUBLE_EQ(c.lr, 3e-3);
+  const std::string unknown = train_config_error("stepz", 5);
+  EXPECT_TRUE(contains(unknown, "train.json: unknown field 'stepz'")) << unknown;
+  EXPECT_TRUE(contains(unknown, "steps")) << unknown;
+  const std::string type = train_config_error("steps", "60");
+  EXPECT_TRUE(contains(type, "field 'steps'")) << type;
+  EXPECT_TRUE(contains(train_config_error("tie_word_embeddings", 1), "field 'tie_word_embeddings'"));
+  const std::string task = train_config_error("tasks", {"passkey", "passkee"});
+  EXPECT_TRUE(contains(task, "unknown task 'passkee'")) << task;
+  const std::string attention = train_config_error("attention", "dga:m=0");
+  EXPECT_TRUE(contains(attention, "field 'attention'")) << attention;
+}
+
+// Values that parse_train_config lets through although train() cannot use them.
+TEST(TrainConfig, BadListElementsAndZeroEvalEveryNameTheField) {
+  const std::string task = train_config_error("tasks", {1});
+  EXPECT_TRUE(contains(task, "field 'tasks'")) << task;
+  const std::string length = train_config_error("eval_lengths", {"long"});
+  EXPECT_TRUE(contains(length, "field 'eval_lengths'")) << length;
+  const std::string every = train_config_error("eval_every", 0);
+  EXPECT_TRUE(contains(every, "field 'eval_every'")) << every;
+}
+
+TEST(Train, SmokeRunLearnsAndWritesAModelDirectory) {
+  test::TempDir dir;
+  train::TrainConfig cfg;
+  cfg.tokenizer = fixture().tokenizer_dir;
+  cfg.hidden_size = 32;
+  cfg.intermediate_size = 64;
+  cfg.num_layers = 2;
+  cfg.num_heads = 4;
+  cfg.num_kv_heads = 2;
+  cfg.tasks = {"passkey"};
+  cfg.min_length = 64;
+  cfg.max_length = 128;
+  cfg.batch_tokens = 1024;
+  cfg.steps = 60;
+  cfg.warmup = 5;
+  cfg.lr = 3e-3;
+  cfg.eval_every = 60;
+  cfg.eval_samples = 2;
+  cfg.eval_lengths = {128};
+  cfg.device = "cpu";
+  const std::string out = dir.file("trained");
+  const auto res = train::train(cfg, out, /*quiet=*/true);
+  EXPECT_EQ(res.steps, 60);
+  EXPECT_GT(res.tokens, 0);
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.model", "train_config.json", "train_log.jsonl"}) {
+    EXPECT_TRUE(exists(out + "/" + f)) << f;
+  }
+  std::vector<nlohmann::json> log;
+  std::istringstream lines(read_text(out + "/train_log.jsonl"));
+  for (std::string line; std::getline(lines, line);) log.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(log.size(), 60u);
+  const double first = log.front().at("loss").get<double>();
+  EXPECT_NEAR(first, std::log(static_cast<double>(fixture().tok.vocab_size())), 0.5);
+  double last10 = 0;
+  for (size_t i = 50; i < 60; ++i) last10 += log[i].at("loss").get<double>() / 10;
+  EXPECT_LT(last10, first - 1.0) << "first " << first << ", mean of the last 10 " << last10;
+  const double acc = log.back().at("eval").at("passkey").at("128").get<double>();
+  EXPECT_GE(acc, 0.0);
+  EXPECT_LE(acc, 1.0);
+  EXPECT_EQ(nlohmann::json::parse(read_text(out + "/train_config.json")).at("steps_done"), 60);
+  EXPECT_EQ(datasets::Tokenizer::load(out).hash(), fixture().tok.hash());
+
+  model::Llama m = model::load_llama(out, at::kCPU, at::kFloat);
+  EXPECT_EQ(m->config().vocab_size, fixture().tok.vocab_size());
+  const auto ids = fixture().tok.encode("The pass key is 12345.");
+  const at::Tensor logits = m->forward(at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0));
+  EXPECT_EQ(logits.sizes(), (at::IntArrayRef{1, static_cast<int64_t>(ids.size()), fixture().tok.vocab_size()}));
+  EXPECT_TRUE(test::all_finite(logits));
+}
+
+harness::RunConfig model_run_config(const std::string& model_dir) {
+  harness::RunConfig c;
+  c.impls = {"dense", "swa:window=32", "dga:m=4,gamma=0.25"};
+  c.tasks = {"passkey", "variable_tracking"};
+  c.lengths = {128};
+  c.depths = {0.5};
+  c.seeds = {0};
+  c.device = "cpu";
+  c.repeats = 1;
+  c.warmup = 0;
+  c.model = model_dir;
+  harness::validate_config(c, "test");
+  return c;
+}
+
+TEST(Runner, ModelTaskCellsAreTimedScoredAndSkippedOnRerun) {
+  test::TempDir dir;
+  harness::RunOptions o;
+  o.db_path = dir.file("results.sqlite");
+  o.quiet = true;
+  const auto sum = harness::run_sweep(model_run_config(fixture().model_dir), o);
+  EXPECT_EQ(sum.total, 6);
+  EXPECT_EQ(sum.ok, 6);
+
+  const auto cells = store::Store(o.db_path).cells();
+  ASSERT_EQ(cells.size(), 6u);
+  std::map<std::string, int64_t> dense_cache;
+  for (const auto& c : cells) {
+    const std::string what = c.impl + " " + c.task;
+    ASSERT_EQ(c.status, "ok") << what << ": " << c.message;
+    ASSERT_TRUE(c.latency_ms_median && c.decode_ms_median && c.kv_cache_bytes && c.attention_flops && c.rel_l2_error) << what;
+    EXPECT_GT(*c.latency_ms_median, 0) << what;
+    EXPECT_GT(c.decode_steps, 0) << what;
+    EXPECT_GT(*c.decode_ms_median, 0) << what;
+    EXPECT_GT(*c.kv_cache_bytes, 0) << what;
+    EXPECT_GT(*c.attention_flops, 0) << what;
+    if (c.impl == "dense") {
+      EXPECT_EQ(*c.rel_l2_error, 0.0) << what;
+      dense_cache[c.task] = *c.kv_cache_bytes;
+    }
+    const auto extra = nlohmann::json::parse(c.extra_json);
+    EXPECT_TRUE(extra.contains("prediction")) << what;
+    EXPECT_TRUE(extra.contains("prompt_hash")) << what;
+    EXPECT_EQ(extra.at("prompt_tokens"), 128) << what;
+    EXPECT_FALSE(contains(c.extra_json, "Find it and memorize it")) << what;
+    EXPECT_FALSE(contains(c.extra_json, "track the chain of variable assignments")) << what;
+  }
+  ASSERT_EQ(dense_cache.size(), 2u);
+  for (const auto& c : cells) {
+    if (c.impl_family == "swa") {
+      EXPECT_LT(*c.kv_cache_bytes, dense_cache.at(c.task)) << c.task;
+    }
+  }
+
+  const auto again = harness::run_sweep(model_run_config(fixture().model_dir), o);
+  EXPECT_EQ(again.skipped, 6);
+  EXPECT_EQ(again.ok, 0);
+  EXPECT_EQ(store::Store(o.db_path).cells().size(), 6u);
+}
+
+TEST(Runner, ModelDirectoryWithoutFilesFailsBeforeAnyCell) {
+  test::TempDir dir;
+  const std::string empty_model = dir.file("empty_model");
+  ASSERT_EQ(mkdir(empty_model.c_str(), 0755), 0);
+  harness::RunOptions o;
+  o.db_path = dir.file("results.sqlite");
+  o.quiet = true;
+  const std::string err = error_of([&] { harness::run_sweep(model_run_config(empty_model), o); });
+  EXPECT_TRUE(contains(err, empty_model)) << err;
+  EXPECT_TRUE(contains(err, "has no tokenizer.model")) << err;
+  if (exists(o.db_path)) {
+    EXPECT_TRUE(store::Store(o.db_path).cells().empty());
+  }
+}
+
+}  // namespace
+}  // namespace lcb
