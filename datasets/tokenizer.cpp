@@ -1,5 +1,7 @@
 #include "datasets/tokenizer.h"
 
+#include "attention_impls/fnv_hash.h"
+
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 #include <sys/stat.h>
@@ -10,20 +12,6 @@
 #include <stdexcept>
 
 namespace lcb::datasets {
-namespace {
-
-std::string fnv_hex(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
-}  // namespace
 
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
@@ -41,7 +29,7 @@ Tokenizer Tokenizer::load(const std::string& dir) {
   t.sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
   const auto status = t.sp_->LoadFromSerializedProto(bytes.str());
   if (!status.ok()) throw std::invalid_argument(path + ": not a sentencepiece model (" + status.ToString() + ")");
-  t.hash_ = fnv_hex(bytes.str());
+  t.hash_ = fnv1a_hex(bytes.str());
   return t;
 }
 

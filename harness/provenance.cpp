@@ -1,5 +1,7 @@
 #include "harness/provenance.h"
 
+#include "attention_impls/fnv_hash.h"
+
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -84,14 +86,7 @@ std::string utc_now() {
 }
 
 std::string hash_hex(const std::string& text) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return fnv1a_hex(text);
 }
 
 std::string shell_quote(const std::string& s) {
