@@ -10,10 +10,12 @@
 //   lcb export --db results.sqlite [--format csv|json] [--out FILE]
 //   lcb train-tokenizer --out DIR [--vocab 1024] [--lines 20000] [--seed 0]
 //   lcb train --config FILE.json --out DIR [--steps N] [--device auto|cpu|cuda]
+//   lcb eval-longbench PRED_DIR [--e]
 #include "attention_impls/registry.h"
 #include "datasets/synthetic_text.h"
 #include "datasets/tokenizer.h"
 #include "harness/train.h"
+#include "tasks/longbench/eval.h"
 #include "harness/config.h"
 #include "harness/provenance.h"
 #include "harness/runner.h"
@@ -191,6 +193,15 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--tokenizer", train_tokenizer_dir, "directory with tokenizer.model (overrides the config)");
   train_cmd->add_flag("--quiet", quiet, "no progress");
 
+  // eval-longbench
+  auto* lb = app.add_subcommand("eval-longbench", "score LongBench prediction files into result.json as LongBench does");
+  std::string lb_dir;
+  bool lb_e = false;
+  lb->add_option("pred_dir", lb_dir, "folder of <dataset>.jsonl files with pred, answers, all_classes, length")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  lb->add_flag("--e", lb_e, "LongBench-E: scores per length bucket (0-4k, 4-8k, 8k+ words)");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -208,6 +219,13 @@ int main(int argc, char** argv) {
       if (!out) throw std::runtime_error("cannot write " + path);
       std::printf("wrote %s\n", path.c_str());
     };
+    if (*lb) {
+      const nlohmann::json result = lcb::longbench::evaluate_dir(lb_dir, lb_e);
+      const std::string path = lb_dir + "/result.json";
+      std::ofstream(path) << result.dump(4) << "\n";
+      std::printf("%s\nwrote %s\n", result.dump(1).c_str(), path.c_str());
+      return 0;
+    }
     if (*tok_cmd) {
       mkdir(tok_out.c_str(), 0755);
       const std::string corpus = tok_out + "/corpus.txt";
