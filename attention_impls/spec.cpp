@@ -43,6 +43,15 @@ ParamDef ParamDef::choice(std::string name, std::string def, std::vector<std::st
   return d;
 }
 
+ParamDef ParamDef::text(std::string name, std::string def, std::string help) {
+  ParamDef d;
+  d.name = std::move(name);
+  d.kind = Kind::Text;
+  d.default_value = std::move(def);
+  d.help = std::move(help);
+  return d;
+}
+
 std::string format_number(double x) {
   if (std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 1e15) {
     return std::to_string(static_cast<int64_t>(x));
@@ -60,6 +69,8 @@ std::string ParamDef::accepted() const {
       return "an integer in [" + format_number(min) + ", " + format_number(max) + "]";
     case Kind::Real:
       return "a number in [" + format_number(min) + ", " + format_number(max) + "]";
+    case Kind::Text:
+      return "text without ',' or '='";
     case Kind::Choice: {
       std::string s = "one of ";
       for (size_t i = 0; i < choices.size(); ++i) s += (i ? "|" : "") + choices[i];
@@ -154,6 +165,10 @@ struct SpecParser {
       return std::invalid_argument("bad value '" + value + "' for parameter '" + d.name + "' of " + what +
                                    ": expected " + d.accepted() + (d.help.empty() ? "" : " (" + d.help + ")"));
     };
+    if (d.kind == ParamDef::Kind::Text) {
+      if (value.find_first_of(",=") != std::string::npos) throw fail();
+      return value;
+    }
     if (d.kind == ParamDef::Kind::Choice) {
       for (const auto& c : d.choices) {
         if (c == value) return value;

@@ -11,7 +11,7 @@
 namespace lcb {
 
 struct ParamDef {
-  enum class Kind { Int, Real, Choice };
+  enum class Kind { Int, Real, Choice, Text };
   std::string name;
   Kind kind = Kind::Int;
   std::string default_value;         // as it would be written in a spec
@@ -22,6 +22,7 @@ struct ParamDef {
   static ParamDef integer(std::string name, int64_t def, int64_t min, int64_t max, std::string help);
   static ParamDef real(std::string name, double def, double min, double max, std::string help);
   static ParamDef choice(std::string name, std::string def, std::vector<std::string> choices, std::string help);
+  static ParamDef text(std::string name, std::string def, std::string help);  // no ',' or '=' inside
 
   std::string accepted() const;  // e.g. "an integer >= 1", "a number in [0, 1]", "one of last|strided"
 };

@@ -21,6 +21,11 @@ struct TextSample {
   std::vector<std::string> expected; // items that must all appear (one for single answers)
   std::vector<int64_t> answer_ids;   // " " + answer tokens then EOS: the training target
   int64_t needle_token = 0;          // token index where the (first) needle starts
+  // Samples drawn from files (LongBench): which record, and how the prompt was fitted.
+  int64_t record = -1;
+  int64_t original_tokens = 0;  // prompt tokens before truncation
+  bool truncated = false;
+  bool skipped = false;         // did not fit and the policy is skip: not generated, not scored
 };
 
 const std::vector<std::string>& text_task_names();

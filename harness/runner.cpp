@@ -164,7 +164,7 @@ struct Group {
   std::unique_ptr<tasks::Sample> sample;
   at::Tensor q, k, v;
   at::Tensor dense_out;  // the baseline for fidelity, computed once
-  datasets::TextSample text;  // model tasks
+  std::vector<datasets::TextSample> samples;  // model tasks: the cell's prompts
   at::Tensor dense_logits;    // model tasks: dense's next-token logits after the prompt
 };
 
@@ -274,10 +274,20 @@ LoadedModel& model_of(Context& ctx) {
 // to first token, decode latency the median inter-token latency; fidelity compares the logits
 // after the prompt with dense's.
 void run_model_cell(Context& ctx, const tasks::ModelTask& task, Group& g, store::CellRecord& r) {
+  if (const auto why = task.unsupported()) {
+    r.status = "unsupported";
+    r.message = *why;
+    return;
+  }
   LoadedModel& m = model_of(ctx);
   const auto& tok = *m.tokenizer;
-  if (g.text.prompt.empty()) g.text = task.make(tasks::CellParams{r.length, r.depth, r.seed, 1}, tok);
-  const auto& s = g.text;
+  const tasks::CellParams cell{r.length, r.depth, r.seed, 1};
+  if (g.samples.empty()) {
+    for (int64_t i = 0; i < task.samples(); ++i) g.samples.push_back(task.make_at(cell, tok, i));
+  }
+  const auto first_it = std::find_if(g.samples.begin(), g.samples.end(), [](const auto& s) { return !s.skipped; });
+  if (first_it == g.samples.end()) throw std::invalid_argument("no prompt of this task fits length " + std::to_string(r.length));
+  const datasets::TextSample& s = *first_it;
   const at::Tensor prompt = at::tensor(s.prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(ctx.device);
   if (!g.dense_logits.defined()) {
     m.llama->set_attention("dense");
@@ -295,6 +305,7 @@ void run_model_cell(Context& ctx, const tasks::ModelTask& task, Group& g, store:
     r.message = sup.reason;
     return;
   }
+  // Fidelity, cost and cache size from the first prompt.
   model::DecodeState st;
   const at::Tensor logits = m.llama->prefill(prompt, st).to(at::kDouble);
   r.rel_l2_error = (logits - g.dense_logits).norm().item<double>() / std::max(g.dense_logits.norm().item<double>(), 1e-300);
@@ -306,17 +317,36 @@ void run_model_cell(Context& ctx, const tasks::ModelTask& task, Group& g, store:
   r.requested_density = impl->requested_density(L);
   r.kv_cache_bytes = st.cache_bytes();
 
-  const int64_t max_new = task.max_new_tokens(s);
   const std::vector<int64_t> stops = mc.eos_token_ids;
   for (int64_t i = 0; i < ctx.cfg.warmup; ++i) model::greedy_generate(m.llama, s.prompt, 2, stops, ctx.device);
   const PeakMemory mem(ctx.device);
   Timing ttft, itl;
-  model::Generation first;
-  for (int64_t i = 0; i < ctx.cfg.repeats; ++i) {
-    model::Generation gen = model::greedy_generate(m.llama, s.prompt, max_new, stops, ctx.device);
-    ttft.ms.push_back(gen.ttft_ms);
-    itl.ms.insert(itl.ms.end(), gen.itl_ms.begin(), gen.itl_ms.end());
-    if (i == 0) first = std::move(gen);
+  std::vector<double> items;
+  nlohmann::json outcomes = nlohmann::json::array(), first_details;
+  std::string first_stop;
+  for (const auto& sample : g.samples) {
+    if (sample.skipped) {
+      outcomes.push_back({{"record", sample.record}, {"skipped", true}, {"original_tokens", sample.original_tokens}});
+      continue;
+    }
+    // The first prompt is timed `repeats` times; in files of many prompts, each other one once.
+    const int64_t runs = &sample == &s ? ctx.cfg.repeats : 1;
+    model::Generation gen;
+    for (int64_t k = 0; k < runs; ++k) {
+      gen = model::greedy_generate(m.llama, sample.prompt, task.max_new_tokens(sample), stops, ctx.device);
+      ttft.ms.push_back(gen.ttft_ms);
+      itl.ms.insert(itl.ms.end(), gen.itl_ms.begin(), gen.itl_ms.end());
+    }
+    const tasks::Score score = task.score(sample, tok.decode(gen.ids));
+    items.insert(items.end(), score.item_scores.begin(), score.item_scores.end());
+    nlohmann::json details = score.details;
+    std::string ids;
+    for (int64_t id : sample.prompt) ids += std::to_string(id) + ",";
+    details["prompt_hash"] = hash_hex(ids);
+    details["prompt_tokens"] = static_cast<int64_t>(sample.prompt.size());
+    details["stop"] = gen.stop;
+    if (&sample == &s) first_details = details;
+    outcomes.push_back(details);
   }
   r.peak_mem_bytes = mem.peak_bytes();
   r.mem_kind = mem.kind();
@@ -326,18 +356,13 @@ void run_model_cell(Context& ctx, const tasks::ModelTask& task, Group& g, store:
   r.latency_repeats = static_cast<int64_t>(ttft.ms.size());
   if (!itl.ms.empty()) r.decode_ms_median = itl.median();
   r.decode_steps = static_cast<int64_t>(itl.ms.size());
-  const std::string text = tok.decode(first.ids);
-  const tasks::Score score = task.score(s, text);
-  r.accuracy = score.accuracy;
-  r.n_scored = score.n_scored;
-  nlohmann::json extra = score.details;
-  extra["item_scores"] = score.item_scores;
-  std::string ids;
-  for (int64_t id : s.prompt) ids += std::to_string(id) + ",";
-  extra["prompt_hash"] = hash_hex(ids);
-  extra["prompt_tokens"] = L;
+  double sum = 0;
+  for (double x : items) sum += x;
+  r.accuracy = sum / static_cast<double>(items.size());
+  r.n_scored = static_cast<int64_t>(items.size());
+  nlohmann::json extra = g.samples.size() == 1 ? first_details : nlohmann::json{{"samples", outcomes}};
+  extra["item_scores"] = items;
   extra["needle_token"] = s.needle_token;
-  extra["stop"] = first.stop;
   extra["model"] = ctx.model_dir;
   extra["attention_plan"] = r.impl;
   r.extra_json = extra.dump();

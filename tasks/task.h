@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,13 @@ class ModelTask {
   virtual int version() const = 0;
   virtual int metric_version() const = 0;
   virtual datasets::TextSample make(const CellParams& cell, const datasets::Tokenizer& tok) const = 0;
+  // Tasks read from files score several prompts per cell (one per record).
+  virtual int64_t samples() const { return 1; }
+  virtual datasets::TextSample make_at(const CellParams& cell, const datasets::Tokenizer& tok, int64_t index) const {
+    return make(cell, tok);
+  }
+  // A reason when the task cannot run at all (a Chinese LongBench dataset); cells become unsupported.
+  virtual std::optional<std::string> unsupported() const { return std::nullopt; }
   virtual int64_t max_new_tokens(const datasets::TextSample& s) const = 0;
   // generated: the decoded continuation. details carry the extracted answer.
   virtual Score score(const datasets::TextSample& s, const std::string& generated) const = 0;
@@ -80,5 +88,6 @@ std::unique_ptr<ModelTask> make_model_task(const std::string& spec);
 
 TaskEntry needle_qkv_entry();
 std::vector<TaskEntry> text_task_entries();
+TaskEntry longbench_entry();
 
 }  // namespace lcb::tasks

@@ -355,3 +355,73 @@ TEST(Runner, ModelDirectoryWithoutFilesFailsBeforeAnyCell) {
 
 }  // namespace
 }  // namespace lcb
+
+namespace lcb {
+namespace {
+
+// A LongBench file through the model: templates from a config folder (our own test templates),
+// truncation in tokens after templating, LongBench's metric per record, per-sample outcomes.
+TEST(LongBenchRun, RecordsAreTemplatedTruncatedScoredAndStored) {
+  test::TempDir dir;
+  mkdir(dir.file("config").c_str(), 0755);
+  std::ofstream(dir.file("config/dataset2prompt.json"))
+      << R"({"hotpotqa": "Passages: {context}\n\nQuestion: {input} {{braces}}\nAnswer:", "lsht": "{context}", "qasper": "{input}"})";
+  std::ofstream(dir.file("config/dataset2maxlen.json")) << R"({"hotpotqa": 4, "lsht": 4, "qasper": 4})";
+  std::string long_context;
+  for (int i = 0; i < 60; ++i) long_context += "The quiet river watched the garden. ";
+  std::ofstream data(dir.file("hotpotqa.jsonl"));
+  for (int i = 0; i < 3; ++i) {
+    data << nlohmann::json{{"input", "Which river?"}, {"context", i == 2 ? long_context : "The quiet river."},
+                           {"answers", {"river"}}, {"length", 100 + 5000 * i}, {"dataset", "hotpotqa"}, {"language", "en"},
+                           {"all_classes", nullptr}, {"_id", "id" + std::to_string(i)}}
+                .dump()
+         << "\n";
+  }
+  data.close();
+  std::ofstream(dir.file("lsht.jsonl")) << R"({"input": "", "context": "x", "answers": ["a"], "length": 1, "dataset": "lsht", "language": "zh", "all_classes": ["a"], "_id": "z"})"
+                                        << "\n";
+  harness::RunConfig c;
+  c.impls = {"dense", "swa:window=16"};
+  c.tasks = {"longbench:file=" + dir.file("hotpotqa.jsonl") + ",config=" + dir.file("config"),
+             "longbench:file=" + dir.file("lsht.jsonl") + ",config=" + dir.file("config")};
+  c.lengths = {128};
+  c.device = "cpu";
+  c.repeats = 1;
+  c.warmup = 0;
+  c.model = fixture().model_dir;
+  harness::validate_config(c, "test");
+  harness::RunOptions o;
+  o.db_path = dir.file("r.sqlite");
+  o.quiet = true;
+  const auto sum = harness::run_sweep(c, o);
+  EXPECT_EQ(sum.ok, 2);
+  EXPECT_EQ(sum.unsupported, 2);  // lsht is Chinese
+  for (const auto& cell : store::Store(o.db_path).cells()) {
+    if (cell.status == "unsupported") {
+      EXPECT_TRUE(contains(cell.message, "Chinese")) << cell.message;
+      continue;
+    }
+    EXPECT_EQ(cell.n_scored, 3);
+    const auto extra = nlohmann::json::parse(cell.extra_json);
+    ASSERT_EQ(extra["samples"].size(), 3u);
+    double sum_scores = 0;
+    for (const auto& s : extra["samples"]) {
+      EXPECT_EQ(s["dataset"], "hotpotqa");
+      EXPECT_LE(s["prompt_tokens"].get<int64_t>(), 128 - 4);
+      sum_scores += s["score"].get<double>();
+    }
+    EXPECT_DOUBLE_EQ(*cell.accuracy, sum_scores / 3);
+    EXPECT_FALSE(extra["samples"][0]["truncated"].get<bool>());
+    EXPECT_TRUE(extra["samples"][2]["truncated"].get<bool>());  // 60 sentences do not fit 128 tokens
+    EXPECT_GT(extra["samples"][2]["original_tokens"].get<int64_t>(), 128);
+    EXPECT_FALSE(contains(cell.extra_json, "The quiet river watched")) << "contexts are never stored";
+  }
+  // A record missing a field names the file, line and field before any cell runs.
+  std::ofstream(dir.file("qasper.jsonl")) << R"({"input": "q", "context": "c"})" << "\n";
+  c.tasks = {"longbench:file=" + dir.file("qasper.jsonl") + ",config=" + dir.file("config")};
+  const std::string err = error_of([&] { harness::validate_config(c, "test"); });
+  EXPECT_TRUE(contains(err, "qasper.jsonl:1: field 'answers' is missing")) << err;
+}
+
+}  // namespace
+}  // namespace lcb
