@@ -2,6 +2,7 @@
 
 #include "attention_impls/spec.h"
 #include "reports/table.h"
+#include "tasks/longbench/metrics.h"
 
 #include <sys/stat.h>
 
@@ -177,6 +178,106 @@ nlohmann::json interval_json(const std::optional<Interval>& iv) {
 
 nlohmann::json opt(const std::optional<double>& x) {
   return x ? nlohmann::json(*x) : nlohmann::json(nullptr);
+}
+
+// LongBench-style tables from the per-sample outcomes of `longbench` cells: scores per dataset
+// (eval.py's scorer), per category and overall (means of dataset scores), and LongBench-E buckets.
+struct LongBenchSample {
+  double score = 0;
+  int64_t words = 0;
+};
+
+const std::vector<std::pair<std::string, std::vector<std::string>>>& longbench_categories() {
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> c = {
+      {"Single-Doc QA", {"narrativeqa", "qasper", "multifieldqa_en"}},
+      {"Multi-Doc QA", {"hotpotqa", "2wikimqa", "musique"}},
+      {"Summarization", {"gov_report", "qmsum", "multi_news"}},
+      {"Few-shot", {"trec", "triviaqa", "samsum"}},
+      {"Synthetic", {"passage_count", "passage_retrieval_en"}},
+      {"Code", {"lcc", "repobench-p"}}};
+  return c;
+}
+
+std::string longbench_section(const std::vector<store::CellRecord>& cells, nlohmann::json& data, std::string& html) {
+  // (impl @ length) -> dataset -> samples in file order
+  std::map<std::string, std::map<std::string, std::vector<LongBenchSample>>> by_row;
+  std::map<std::string, std::string> problems;
+  std::set<std::string> datasets;
+  for (const auto& c : cells) {
+    if (split_spec(c.task).first != "longbench") continue;
+    const std::string row = c.impl + " @ " + std::to_string(c.length);
+    if (c.status != "ok") {
+      problems[row] = c.status;
+      continue;
+    }
+    const auto extra = nlohmann::json::parse(c.extra_json, nullptr, false);
+    const nlohmann::json samples = extra.contains("samples") ? extra["samples"] : nlohmann::json::array({extra});
+    for (const auto& s : samples) {
+      if (!s.contains("score") || !s.contains("dataset")) continue;  // skipped records
+      by_row[row][s["dataset"]].push_back({s["score"].get<double>(), s.value("length", int64_t{0})});
+      datasets.insert(s["dataset"].get<std::string>());
+    }
+  }
+  if (by_row.empty() && problems.empty()) return "";
+  Table per_dataset, per_category, buckets;
+  per_dataset.header = {"impl @ L"};
+  for (const auto& d : datasets) per_dataset.header.push_back(d);
+  per_category.header = {"impl @ L"};
+  for (const auto& [cat, members] : longbench_categories()) per_category.header.push_back(cat);
+  per_category.header.push_back("overall");
+  buckets.header = {"impl @ L", "dataset", "0-4k", "4-8k", "8k+"};
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [row, by_dataset] : by_row) {
+    std::vector<std::string> r = {row};
+    std::map<std::string, double> score_of;
+    for (const auto& d : datasets) {
+      const auto it = by_dataset.find(d);
+      if (it == by_dataset.end()) {
+        r.push_back("-");
+        continue;
+      }
+      double total = 0;
+      for (const auto& s : it->second) total += s.score;
+      score_of[d] = longbench::python_round2(100 * total / static_cast<double>(it->second.size()));
+      r.push_back(format("%.2f", score_of[d]));
+      std::vector<double> b[3];
+      for (const auto& s : it->second) b[s.words < 4000 ? 0 : s.words < 8000 ? 1 : 2].push_back(s.score);
+      std::vector<std::string> br = {row, d};
+      for (const auto& v : b) {
+        br.push_back(v.empty() ? "-" : format("%.2f", longbench::numpy_round2(100 * (longbench::numpy_sum(v) / static_cast<double>(v.size())))));
+      }
+      buckets.rows.push_back(br);
+      j[row]["datasets"][d] = score_of[d];
+    }
+    per_dataset.rows.push_back(r);
+    std::vector<std::string> cr = {row};
+    double all = 0;
+    for (const auto& [cat, members] : longbench_categories()) {
+      double sum = 0;
+      int n = 0;
+      for (const auto& m : members) {
+        if (score_of.count(m)) {
+          sum += score_of[m];
+          ++n;
+        }
+      }
+      cr.push_back(n ? format("%.2f", sum / n) : "-");
+      if (n) j[row]["categories"][cat] = sum / n;
+    }
+    for (const auto& [d, v] : score_of) all += v;
+    cr.push_back(score_of.empty() ? "-" : format("%.2f", all / static_cast<double>(score_of.size())));
+    per_category.rows.push_back(cr);
+  }
+  for (const auto& [row, status] : problems) {
+    if (!by_row.count(row)) per_dataset.rows.push_back({row, status});
+  }
+  data["longbench"] = j;
+  const std::string intro = "LongBench scores ×100 as LongBench's eval.py computes them; category and overall columns "
+                            "average the dataset scores present; LongBench-E buckets by the records' length field (words).";
+  html += "<h2>LongBench</h2>\n<p>" + html_escape(intro) + "</p>\n<h4>Per dataset</h4>\n" + per_dataset.html() +
+          "<h4>Per category</h4>\n" + per_category.html() + "<h4>LongBench-E</h4>\n" + buckets.html();
+  return "## LongBench\n\n" + intro + "\n\n**Per dataset**\n\n" + per_dataset.markdown() + "\n**Per category**\n\n" +
+         per_category.markdown() + "\n**LongBench-E**\n\n" + buckets.markdown() + "\n";
 }
 
 }  // namespace
@@ -409,6 +510,8 @@ ReportContent build_report(const std::vector<store::RunInfo>& runs, const std::v
     }
   }
   data["charts"] = charts;
+
+  md += longbench_section(cells, data, html_body);
 
   // Cells that did not run.
   Table bad;

@@ -288,3 +288,34 @@ TEST(ReportHtml, RendersInHeadlessChromium) {
 
 }  // namespace
 }  // namespace lcb::reports
+
+namespace lcb::reports {
+namespace {
+
+store::CellRecord longbench_cell(const std::string& impl, const std::string& dataset, const std::vector<std::pair<double, int>>& s) {
+  store::CellRecord c = cell(impl, 4096, 0, 8, 1.0);
+  c.task = "longbench:file=/data/" + dataset + ".jsonl,config=/lb/config,truncation=middle,max_samples=0";
+  nlohmann::json samples = nlohmann::json::array();
+  for (const auto& [score, words] : s) samples.push_back({{"dataset", dataset}, {"score", score}, {"length", words}});
+  c.extra_json = nlohmann::json{{"samples", samples}}.dump();
+  return c;
+}
+
+TEST(Report, LongBenchTablesPerDatasetCategoryAndBucket) {
+  std::vector<store::CellRecord> cells = {longbench_cell("dense", "hotpotqa", {{1.0, 100}, {0.0, 5000}, {0.5, 9000}}),
+                                          longbench_cell("dense", "trec", {{1.0, 3000}, {1.0, 3000}})};
+  store::CellRecord oom = longbench_cell(kDga, "hotpotqa", {});
+  oom.status = "oom";
+  cells.push_back(oom);
+  const ReportContent r = build_report(runs(), cells, "dense", "");
+  const std::string& md = r.markdown;
+  EXPECT_NE(md.find("| impl @ L | hotpotqa | trec |\n|---|---|---|\n| dense @ 4096 | 50.00 | 100.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| " + kDga + " @ 4096 | oom |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| dense @ 4096 | - | 50.00 | - | 100.00 | - | - | 75.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| dense @ 4096 | hotpotqa | 100.00 | 0.00 | 50.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| dense @ 4096 | trec | 100.00 | - | - |"), std::string::npos) << md;
+  EXPECT_EQ(r.data["longbench"]["dense @ 4096"]["categories"]["Few-shot"], 100.0);
+}
+
+}  // namespace
+}  // namespace lcb::reports
