@@ -14,17 +14,17 @@
 #include "attention_impls/registry.h"
 #include "datasets/synthetic_text.h"
 #include "datasets/tokenizer.h"
-#include "harness/train.h"
-#include "tasks/longbench/eval.h"
 #include "harness/config.h"
 #include "harness/provenance.h"
 #include "harness/runner.h"
 #include "harness/store.h"
+#include "harness/train.h"
 #include "reports/export.h"
 #include "reports/gate.h"
 #include "reports/leaderboard.h"
 #include "reports/report.h"
 #include "reports/summary.h"
+#include "tasks/longbench/eval.h"
 #include "tasks/task.h"
 
 #include <CLI/CLI.hpp>
@@ -32,7 +32,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <iostream>
 
 namespace {
 
@@ -73,7 +72,7 @@ void print_impls() {
 
 void print_tasks() {
   for (const auto& e : lcb::tasks::task_registry()) {
-    std::printf("%-11s %s\n", e.family.c_str(), e.summary.c_str());
+    std::printf("%-18s %s\n", e.family.c_str(), e.summary.c_str());
     for (const auto& p : e.params) {
       std::printf("  %-10s default %-6s %s; %s\n", p.name.c_str(), p.default_value.c_str(), p.help.c_str(),
                   p.accepted().c_str());
@@ -262,7 +261,6 @@ int main(int argc, char** argv) {
     }
     if (*board) {
       const lcb::store::Store db(board_db);
-      std::vector<std::string> terms;
       std::vector<lcb::store::CellRecord> cells;
       for (const auto& c : db.cells()) {
         bool task_ok = board_tasks.empty(), length_ok = board_lengths.empty();
