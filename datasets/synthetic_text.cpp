@@ -1,6 +1,9 @@
 #include "datasets/synthetic_text.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
+#include <cmath>
 #include <random>
 #include <stdexcept>
 
@@ -106,9 +109,12 @@ Layout layout_for(const std::string& task, Gen& g) {
 
 const std::vector<std::string>& text_task_names() { return kTasks; }
 
-TextSample make_text_sample(const std::string& task, int64_t length, double depth, uint64_t seed, const Tokenizer& tok) {
-  Gen g(seed);
-  const Layout l = layout_for(task, g);
+namespace {
+
+// Lays out [BOS, intro, haystack with the needles, question] at exactly `length` tokens; the
+// haystack is whole units from `unit` (the last one cut), the first needle at `depth`.
+TextSample build_sample(const std::string& task, const Layout& l, int64_t length, double depth, Gen& g, const Tokenizer& tok,
+                        const std::function<std::string(Gen&)>& unit_text) {
   const std::vector<int64_t> intro = tok.encode(l.intro), question = tok.encode(l.question);
   std::vector<std::vector<int64_t>> needles;
   int64_t fixed = 1 + static_cast<int64_t>(intro.size() + question.size());
@@ -125,8 +131,7 @@ TextSample make_text_sample(const std::string& task, int64_t length, double dept
   std::vector<std::vector<int64_t>> units;
   int64_t have = 0;
   while (have < budget) {
-    const std::string unit = l.records ? "key " + g.pick(kNouns) + "-" + g.digits(4) + " has value " + g.digits(6) + "." : g.sentence();
-    units.push_back(tok.encode(unit));
+    units.push_back(tok.encode(unit_text(g)));
     have += static_cast<int64_t>(units.back().size());
   }
   if (have > budget) units.back().resize(units.back().size() - static_cast<size_t>(have - budget));
@@ -155,6 +160,133 @@ TextSample make_text_sample(const std::string& task, int64_t length, double dept
   s.answer_ids = tok.encode(" " + l.answer);
   s.answer_ids.push_back(tok.eos_id());
   return s;
+}
+
+}  // namespace
+
+TextSample make_text_sample(const std::string& task, int64_t length, double depth, uint64_t seed, const Tokenizer& tok) {
+  Gen g(seed);
+  const Layout l = layout_for(task, g);
+  return build_sample(task, l, length, depth, g, tok, [&](Gen& gen) {
+    return l.records ? "key " + gen.pick(kNouns) + "-" + gen.digits(4) + " has value " + gen.digits(6) + "." : gen.sentence();
+  });
+}
+
+namespace {
+
+std::string uuid(Gen& g) {
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) s += '-';
+    s += hex[g.uniform(0, 15)];
+  }
+  return s;
+}
+
+std::string item(const std::string& type, Gen& g) {
+  if (type == "uuid") return uuid(g);
+  if (type == "number") return g.digits(7);
+  return g.pick(kAdjectives) + "-" + g.pick(kNouns);
+}
+
+std::string coded_word(Gen& g) {
+  std::string w;
+  for (int i = 0; i < 5; ++i) w += static_cast<char>('a' + g.uniform(0, 25));
+  return w;
+}
+
+TextSample ruler_niah(const RulerParams& p, int64_t length, double depth, Gen& g, const Tokenizer& tok) {
+  if (p.queries > p.needles) throw std::invalid_argument("niah: queries (" + std::to_string(p.queries) + ") cannot exceed needles");
+  const std::string noun = p.values == "uuid" ? "uuids" : p.values == "word" ? "words" : "numbers";
+  Layout l;
+  std::vector<std::string> keys;
+  while (static_cast<int64_t>(keys.size()) < p.needles) {
+    const std::string k = item(p.keys, g);
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  }
+  // The queried keys' needles come first, so the first of them sits at the cell's depth.
+  for (int64_t k = 0; k < p.needles; ++k) {
+    for (int64_t v = 0; v < p.values_per_key; ++v) {
+      const std::string value = item(p.values, g);
+      l.needles.push_back("One of the special magic " + noun + " for " + keys[k] + " is: " + value + ".");
+      if (k < p.queries) l.expected.push_back(value);
+    }
+  }
+  std::string asked;
+  for (int64_t q = 0; q < p.queries; ++q) asked += (q ? (q + 1 == p.queries ? " and " : ", ") : "") + keys[q];
+  l.intro = "Some special magic " + noun + " are hidden within the following text. Make sure to memorize it. I will quiz you about the " +
+            noun + " afterwards.";
+  l.question = "What are all the special magic " + noun + " for " + asked + " mentioned in the provided text? The special magic " +
+               noun + " for " + asked + " mentioned in the provided text are";
+  for (const auto& v : l.expected) l.answer += (l.answer.empty() ? "" : ", ") + v;
+  return build_sample("niah", l, length, depth, g, tok, [](Gen& gen) { return gen.sentence(); });
+}
+
+// A numbered word list (cwe) or a coded text (fwe) whose most frequent words are the answer.
+TextSample ruler_counting(const RulerParams& p, int64_t length, Gen& g, const Tokenizer& tok) {
+  Layout l;
+  const bool cwe = p.kind == "cwe";
+  l.intro = cwe ? "Below is a numbered list of words. In these words, some appear more often than others. Memorize the ones that appear most often."
+                : "Read the following coded text and track the frequency of each coded word. Find the most frequently appeared coded words.";
+  l.question = cwe ? "Question: What are the " + std::to_string(p.top) + " most common words in the above list? Answer: The top " +
+                         std::to_string(p.top) + " words appearing most often in the list are:"
+                   : "Question: What are the " + std::to_string(p.top) +
+                         " most frequently appeared words in the above coded text? Answer: According to the coded text above, the " +
+                         std::to_string(p.top) + " most frequently appeared words are:";
+  const int64_t fixed = 1 + static_cast<int64_t>(tok.encode(l.intro).size() + tok.encode(l.question).size());
+  const int64_t per_word = static_cast<int64_t>(tok.encode(cwe ? " 100. " + g.pick(kNouns) : " " + coded_word(g)).size());
+  const int64_t words = std::max<int64_t>(0, (length - fixed) / std::max<int64_t>(1, per_word));
+  std::vector<std::string> list;
+  std::vector<std::string> vocab;
+  while (static_cast<int64_t>(vocab.size()) < std::max<int64_t>(p.top * 4, words)) {
+    const std::string w = cwe ? g.pick(kAdjectives) + g.pick(kNouns) : coded_word(g);
+    if (std::find(vocab.begin(), vocab.end(), w) == vocab.end()) vocab.push_back(w);
+    if (vocab.size() > 4096) break;
+  }
+  if (cwe) {  // the common words `freq` times each, the others fewer, as RULER (30 and 3 when they fit)
+    const int64_t freq = std::clamp<int64_t>(words / (2 * p.top), 2, 30), rare = std::min<int64_t>(3, freq - 1);
+    for (int64_t i = 0; i < p.top; ++i)
+      for (int64_t k = 0; k < freq; ++k) list.push_back(vocab[i]);
+    for (size_t i = static_cast<size_t>(p.top); static_cast<int64_t>(list.size()) < words && i < vocab.size(); ++i)
+      for (int64_t k = 0; k < rare; ++k) list.push_back(vocab[i]);
+  } else {  // Zipf (alpha 2) over the vocabulary
+    std::vector<double> w;
+    for (size_t r = 0; r < vocab.size(); ++r) w.push_back(1.0 / std::pow(static_cast<double>(r + 1), 2.0));
+    std::discrete_distribution<size_t> zipf(w.begin(), w.end());
+    while (static_cast<int64_t>(list.size()) < words) list.push_back(vocab[zipf(g.rng())]);
+  }
+  std::shuffle(list.begin(), list.end(), g.rng());
+  size_t next = 0;
+  TextSample sample = build_sample(p.kind, l, length, 0.0, g, tok, [&](Gen& gen) {
+    const std::string w = next < list.size() ? list[next] : coded_word(gen);  // beyond the list: words seen once
+    ++next;
+    return cwe ? std::to_string(next) + ". " + w : w;
+  });
+  // The answer counts the words that made it into the prompt (the haystack may end early).
+  std::map<std::string, int64_t> count;
+  for (size_t i = 0; i < std::min(next, list.size()); ++i) ++count[list[i]];
+  std::vector<std::pair<int64_t, std::string>> ranked;
+  for (const auto& [w, n] : count) ranked.push_back({-n, w});
+  std::sort(ranked.begin(), ranked.end());
+  sample.expected.clear();
+  sample.answer.clear();
+  for (int64_t i = 0; i < p.top && i < static_cast<int64_t>(ranked.size()); ++i) {
+    sample.expected.push_back(ranked[i].second);
+    sample.answer += (sample.answer.empty() ? "" : " ") + ranked[i].second;
+  }
+  sample.answer_ids = tok.encode(" " + sample.answer);
+  sample.answer_ids.push_back(tok.eos_id());
+  return sample;
+}
+
+}  // namespace
+
+TextSample make_ruler_sample(const RulerParams& p, int64_t length, double depth, uint64_t seed, const Tokenizer& tok) {
+  Gen g(seed);
+  if (p.kind == "niah") return ruler_niah(p, length, depth, g, tok);
+  if (p.kind == "cwe" || p.kind == "fwe") return ruler_counting(p, length, g, tok);
+  throw std::invalid_argument("unknown RULER task kind '" + p.kind + "' (niah, cwe, fwe)");
 }
 
 std::string tokenizer_corpus(int64_t lines, uint64_t seed) {

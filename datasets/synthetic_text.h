@@ -34,6 +34,19 @@ const std::vector<std::string>& text_task_names();
 // name is unknown); needle at `depth` of the haystack; deterministic in `seed`.
 TextSample make_text_sample(const std::string& task, int64_t length, double depth, uint64_t seed, const Tokenizer& tok);
 
+// RULER-style tasks (NVIDIA's RULER definitions on lcb's own text):
+//   niah  needles "One of the special magic {values} for {key} is: {value}." with word, 7-digit
+//         number or UUID keys and values; `needles` distinct keys (the others are distractors),
+//         `values_per_key` values each (multi-value), `queries` keys asked at once (multi-query);
+//   cwe   common words extraction: the `top` words repeated most often in a numbered word list;
+//   fwe   frequent words extraction: the `top` most frequent coded words of a Zipf-distributed text.
+struct RulerParams {
+  std::string kind = "niah";  // niah, cwe, fwe
+  std::string keys = "word", values = "number";  // word, number, uuid
+  int64_t needles = 1, values_per_key = 1, queries = 1, top = 10;
+};
+TextSample make_ruler_sample(const RulerParams& p, int64_t length, double depth, uint64_t seed, const Tokenizer& tok);
+
 // Lines of text covering every template and task, for training a tokenizer.
 std::string tokenizer_corpus(int64_t lines, uint64_t seed);
 

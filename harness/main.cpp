@@ -11,6 +11,7 @@
 //   lcb train-tokenizer --out DIR [--vocab 1024] [--lines 20000] [--seed 0]
 //   lcb train --config FILE.json --out DIR [--steps N] [--device auto|cpu|cuda]
 //   lcb eval-longbench PRED_DIR [--e]
+//   lcb generate --task SPEC --lengths 1k,4k [--depths ..] [--seeds ..] [--model DIR] --out FILE.jsonl
 #include "attention_impls/registry.h"
 #include "datasets/synthetic_text.h"
 #include "datasets/tokenizer.h"
@@ -201,6 +202,19 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   lb->add_flag("--e", lb_e, "LongBench-E: scores per length bucket (0-4k, 4-8k, 8k+ words)");
 
+  // generate
+  auto* gen = app.add_subcommand("generate", "export the prompts of model tasks as JSONL");
+  std::string gen_out;
+  std::vector<std::string> gen_tasks, gen_lengths;
+  std::vector<double> gen_depths = {0.5};
+  std::vector<int64_t> gen_seeds = {0};
+  gen->add_option("--task", gen_tasks, "task spec, repeatable")->required();
+  gen->add_option("--lengths", gen_lengths, "prompt lengths in tokens, comma-separated (k = 1024)")->required()->delimiter(',');
+  gen->add_option("--depths", gen_depths, "needle depths, comma-separated")->delimiter(',');
+  gen->add_option("--seeds", gen_seeds, "seeds, comma-separated")->delimiter(',');
+  gen->add_option("--model", model_dir, "model directory whose tokenizer sizes the prompts (default: the embedded model)");
+  gen->add_option("--out", gen_out, "output JSONL file")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -218,6 +232,22 @@ int main(int argc, char** argv) {
       if (!out) throw std::runtime_error("cannot write " + path);
       std::printf("wrote %s\n", path.c_str());
     };
+    if (*gen) {
+      RunConfig g;
+      g.impls = {"dense"};
+      g.tasks = gen_tasks;
+      for (const auto& l : gen_lengths) g.lengths.push_back(parse_length(l));
+      g.depths = gen_depths;
+      g.seeds = gen_seeds;
+      g.model = model_dir;
+      lcb::harness::validate_config(g, "command line");
+      const auto lines = lcb::harness::export_samples(g);
+      std::ofstream out(gen_out);
+      for (const auto& l : lines) out << l.dump() << "\n";
+      if (!out) throw std::runtime_error("cannot write " + gen_out);
+      std::printf("wrote %zu samples to %s\n", lines.size(), gen_out.c_str());
+      return 0;
+    }
     if (*lb) {
       const nlohmann::json result = lcb::longbench::evaluate_dir(lb_dir, lb_e);
       const std::string path = lb_dir + "/result.json";

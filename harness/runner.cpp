@@ -376,6 +376,38 @@ void release_device_memory(const at::Device& device) {
 
 }  // namespace
 
+std::vector<nlohmann::json> export_samples(const RunConfig& cfg) {
+  const std::string dir = cfg.model.empty() ? default_model_dir() : cfg.model;
+  const datasets::Tokenizer tok = datasets::Tokenizer::load(dir);
+  std::vector<nlohmann::json> out;
+  for (const auto& spec : cfg.tasks) {
+    if (tasks::task_kind(spec) != tasks::TaskKind::Model) {
+      throw std::invalid_argument("lcb generate exports text prompts; task '" + spec + "' works on raw q/k/v");
+    }
+    const auto task = tasks::make_model_task(spec);
+    for (int64_t L : cfg.lengths)
+      for (int64_t seed : cfg.seeds)
+        for (double depth : cfg.depths)
+          for (int64_t i = 0; i < task->samples(); ++i) {
+            const datasets::TextSample s = task->make_at(tasks::CellParams{L, depth, seed, 1}, tok, i);
+            out.push_back({{"task", spec},
+                           {"length", L},
+                           {"depth", depth},
+                           {"seed", seed},
+                           {"record", s.record},
+                           {"prompt", tok.decode(s.prompt)},
+                           {"prompt_tokens", static_cast<int64_t>(s.prompt.size())},
+                           {"answer", s.answer},
+                           {"expected", s.expected},
+                           {"needle_token", s.needle_token},
+                           {"truncated", s.truncated},
+                           {"skipped", s.skipped},
+                           {"tokenizer", tok.hash()}});
+          }
+  }
+  return out;
+}
+
 RunSummary run_sweep(const RunConfig& cfg, const RunOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   at::NoGradGuard no_grad;

@@ -8,6 +8,7 @@ const std::vector<TaskEntry>& task_registry() {
   static const std::vector<TaskEntry> entries = [] {
     std::vector<TaskEntry> e = {needle_qkv_entry()};
     for (auto& t : text_task_entries()) e.push_back(std::move(t));
+    for (auto& t : ruler_task_entries()) e.push_back(std::move(t));
     e.push_back(longbench_entry());
     return e;
   }();

@@ -88,6 +88,7 @@ std::unique_ptr<ModelTask> make_model_task(const std::string& spec);
 
 TaskEntry needle_qkv_entry();
 std::vector<TaskEntry> text_task_entries();
+std::vector<TaskEntry> ruler_task_entries();
 TaskEntry longbench_entry();
 
 }  // namespace lcb::tasks

@@ -4,6 +4,7 @@
 #include "tasks/task.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace lcb::tasks {
 namespace {
@@ -50,7 +51,91 @@ class TextTask final : public ModelTask {
   ParsedSpec spec_;
 };
 
+std::string lowercase(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// RULER's scoring: string_match_all (share of expected items in the output) or string_match_part
+// (1 when any is), both case-insensitive, on the whole generated text.
+class RulerTask final : public ModelTask {
+ public:
+  RulerTask(datasets::RulerParams p, ParsedSpec spec, std::string metric)
+      : p_(std::move(p)), spec_(std::move(spec)), metric_(std::move(metric)) {}
+  std::string spec() const override { return spec_.canonical; }
+  int version() const override { return 1; }
+  int metric_version() const override { return 1; }
+  datasets::TextSample make(const CellParams& cell, const datasets::Tokenizer& tok) const override {
+    return datasets::make_ruler_sample(p_, cell.length, cell.depth, static_cast<uint64_t>(cell.seed) * 7919 + 29, tok);
+  }
+  int64_t max_new_tokens(const datasets::TextSample& s) const override {
+    return static_cast<int64_t>(s.answer_ids.size()) + spec_.params.integer("extra_tokens");
+  }
+  Score score(const datasets::TextSample& s, const std::string& generated) const override {
+    const std::string out = lowercase(generated);
+    int64_t found = 0;
+    for (const auto& e : s.expected) found += out.find(lowercase(e)) != std::string::npos;
+    Score sc;
+    sc.n_scored = 1;
+    sc.accuracy = metric_ == "part" ? (found > 0 ? 1.0 : 0.0) : static_cast<double>(found) / static_cast<double>(s.expected.size());
+    sc.item_scores = {sc.accuracy};
+    sc.details = {{"prediction", generated}, {"expected", s.expected}, {"found", found}, {"metric", "string_match_" + metric_}};
+    return sc;
+  }
+
+ private:
+  datasets::RulerParams p_;
+  ParsedSpec spec_;
+  std::string metric_;
+};
+
 }  // namespace
+
+std::vector<TaskEntry> ruler_task_entries() {
+  std::vector<TaskEntry> out;
+  const ParamDef extra = ParamDef::integer("extra_tokens", 2, 0, 1024, "tokens generated beyond the answer's length");
+  TaskEntry niah;
+  niah.family = "niah";
+  niah.summary = "model: RULER needle-in-a-haystack (single, multi-key, multi-value, multi-query) with word/number/uuid items";
+  niah.kind = TaskKind::Model;
+  niah.params = {ParamDef::choice("keys", "word", {"word", "number", "uuid"}, "type of the needle keys"),
+                 ParamDef::choice("values", "number", {"word", "number", "uuid"}, "type of the needle values"),
+                 ParamDef::integer("needles", 1, 1, 64, "distinct keys planted (the unasked ones are distractors)"),
+                 ParamDef::integer("values_per_key", 1, 1, 64, "values of each key (multi-value)"),
+                 ParamDef::integer("queries", 1, 1, 64, "keys asked at once (multi-query)"),
+                 ParamDef::choice("metric", "all", {"all", "part"}, "string_match_all or string_match_part"), extra};
+  niah.make_model = [](const ParsedSpec& p) {
+    datasets::RulerParams r;
+    r.kind = "niah";
+    r.keys = p.params.text("keys");
+    r.values = p.params.text("values");
+    r.needles = p.params.integer("needles");
+    r.values_per_key = p.params.integer("values_per_key");
+    r.queries = p.params.integer("queries");
+    if (r.queries > r.needles) {
+      throw std::invalid_argument("task 'niah': queries (" + p.params.text("queries") + ") cannot exceed needles (" +
+                                  p.params.text("needles") + ")");
+    }
+    return std::make_unique<RulerTask>(r, p, p.params.text("metric"));
+  };
+  out.push_back(niah);
+  for (const std::string kind : {"cwe", "fwe"}) {
+    TaskEntry e;
+    e.family = kind;
+    e.summary = kind == "cwe" ? "model: RULER common words extraction (the most repeated words of a list)"
+                              : "model: RULER frequent words extraction (the most frequent coded words, Zipf)";
+    e.kind = TaskKind::Model;
+    e.params = {ParamDef::integer("top", kind == "cwe" ? 10 : 3, 1, 100, "words asked for"), extra};
+    e.make_model = [kind](const ParsedSpec& p) {
+      datasets::RulerParams r;
+      r.kind = kind;
+      r.top = p.params.integer("top");
+      return std::make_unique<RulerTask>(r, p, "all");
+    };
+    out.push_back(e);
+  }
+  return out;
+}
 
 std::vector<TaskEntry> text_task_entries() {
   const std::vector<std::pair<std::string, std::string>> tasks = {

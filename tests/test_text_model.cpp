@@ -425,3 +425,71 @@ TEST(LongBenchRun, RecordsAreTemplatedTruncatedScoredAndStored) {
 
 }  // namespace
 }  // namespace lcb
+
+namespace lcb {
+namespace {
+
+int64_t occurrences(const std::string& text, const std::string& word) {
+  int64_t n = 0;
+  for (size_t p = text.find(word); p != std::string::npos; p = text.find(word, p + 1)) ++n;
+  return n;
+}
+
+// RULER-style needles: exact length, every value of the asked keys expected, distractor keys
+// present but not expected; multi-value and multi-query counts; scoring all vs part.
+TEST(Ruler, NiahVariantsPlantWhatTheyAsk) {
+  const auto& tok = fixture().tok;
+  const auto task = tasks::make_model_task("niah:keys=word,values=number,needles=4,values_per_key=2,queries=2");
+  const auto s = task->make({900, 0.25, 3, 1}, tok);
+  ASSERT_EQ(s.prompt.size(), 900u);
+  ASSERT_EQ(s.expected.size(), 4u);  // 2 asked keys x 2 values
+  const std::string text = tok.decode(s.prompt);
+  EXPECT_EQ(occurrences(text, "One of the special magic numbers for"), 8);  // 4 keys x 2 values
+  for (const auto& v : s.expected) EXPECT_EQ(occurrences(text, v), 1) << v;
+  const auto all = task->score(s, s.expected[0] + " " + s.expected[1]);
+  EXPECT_DOUBLE_EQ(all.accuracy, 0.5);
+  const auto part = tasks::make_model_task("niah:needles=4,values_per_key=2,queries=2,metric=part")->score(s, s.expected[3]);
+  EXPECT_DOUBLE_EQ(part.accuracy, 1.0);
+  const auto uuid = tasks::make_model_task("niah:keys=uuid,values=uuid")->make({1024, 0.5, 1, 1}, tok);
+  ASSERT_EQ(uuid.expected.size(), 1u);
+  EXPECT_EQ(uuid.expected[0].size(), 36u);
+  EXPECT_THROW(tasks::make_model_task("niah:needles=1,queries=2"), std::invalid_argument);
+}
+
+// cwe / fwe: the expected words are the most frequent words of the prompt as generated.
+TEST(Ruler, CommonAndFrequentWordsAreTheMostFrequent) {
+  const auto& tok = fixture().tok;
+  for (const std::string spec : {"cwe", "fwe", "cwe:top=3"}) {
+    const auto task = tasks::make_model_task(spec);
+    const auto s = task->make({1500, 0.5, 2, 1}, tok);
+    ASSERT_EQ(s.prompt.size(), 1500u) << spec;
+    const std::string text = tok.decode(s.prompt);
+    int64_t least_expected = INT64_MAX;
+    for (const auto& w : s.expected) least_expected = std::min(least_expected, occurrences(text, " " + w));
+    EXPECT_GE(least_expected, 2) << spec;
+    EXPECT_DOUBLE_EQ(task->score(s, s.answer).accuracy, 1.0) << spec;
+  }
+}
+
+TEST(Generate, ExportsOnePromptPerCell) {
+  harness::RunConfig c;
+  c.impls = {"dense"};
+  c.tasks = {"passkey", "niah:needles=2"};
+  c.lengths = {256, 512};
+  c.depths = {0.1, 0.9};
+  c.model = fixture().model_dir;
+  harness::validate_config(c, "test");
+  const auto lines = harness::export_samples(c);
+  ASSERT_EQ(lines.size(), 8u);
+  for (const auto& l : lines) {
+    EXPECT_EQ(l["prompt_tokens"].get<int64_t>(), l["length"].get<int64_t>());
+    EXPECT_NE(l["prompt"].get<std::string>().find(l["expected"][0].get<std::string>()), std::string::npos);
+    EXPECT_EQ(l["tokenizer"], fixture().tok.hash());
+  }
+  EXPECT_LT(lines[0]["needle_token"].get<int64_t>(), lines[1]["needle_token"].get<int64_t>());  // depth 0.1 before 0.9
+  c.tasks = {"needle_qkv"};
+  EXPECT_THROW(harness::export_samples(c), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace lcb
