@@ -5,6 +5,7 @@
 #include <map>
 #include <cmath>
 #include <random>
+#include <set>
 #include <stdexcept>
 
 namespace lcb::datasets {
@@ -156,7 +157,7 @@ TextSample build_sample(const std::string& task, const Layout& l, int64_t length
   }
   s.prompt.insert(s.prompt.end(), question.begin(), question.end());
   s.answer = l.answer;
-  s.expected = l.expected;
+  s.expected = l.expected.empty() ? std::vector<std::string>{l.answer} : l.expected;
   s.answer_ids = tok.encode(" " + l.answer);
   s.answer_ids.push_back(tok.eos_id());
   return s;
@@ -287,6 +288,130 @@ TextSample make_ruler_sample(const RulerParams& p, int64_t length, double depth,
   if (p.kind == "niah") return ruler_niah(p, length, depth, g, tok);
   if (p.kind == "cwe" || p.kind == "fwe") return ruler_counting(p, length, g, tok);
   throw std::invalid_argument("unknown RULER task kind '" + p.kind + "' (niah, cwe, fwe)");
+}
+
+namespace {
+
+const std::vector<std::string> kNames = {"Alder", "Brenna", "Caspian", "Delia", "Emrys", "Fenna", "Gideon", "Halle",
+                                         "Ivor", "Juno", "Kester", "Linnea", "Marlo", "Nerys", "Orrin", "Petra"};
+const std::vector<std::string> kCities = {"Ardmore", "Belcastle", "Corrin", "Dunmere", "Eastholm", "Fairlow", "Glenrock",
+                                          "Harwick", "Ivydale", "Kingsbury"};
+const std::vector<std::string> kLabels = {"amber", "cobalt", "jade", "onyx", "ruby", "topaz"};
+
+std::string passage(Gen& g, int sentences) {
+  std::string p;
+  for (int i = 0; i < sentences; ++i) p += (i ? " " : "") + g.sentence();
+  return p;
+}
+
+}  // namespace
+
+const std::vector<std::string>& longbench_synthetic_kinds() {
+  static const std::vector<std::string> k = {"single_doc_qa", "multi_doc_qa", "passage_count", "passage_retrieval", "few_shot", "code"};
+  return k;
+}
+
+TextSample make_longbench_synthetic(const std::string& kind, int64_t length, double depth, uint64_t seed, const Tokenizer& tok) {
+  Gen g(seed);
+  Layout l;
+  if (kind == "single_doc_qa") {
+    const std::string name = g.pick(kNames), thing = g.pick(kNouns), value = g.pick(kAdjectives) + " " + g.pick(kNouns);
+    l.intro = "Read the following document and answer the question at the end.";
+    l.needles = {"The favourite " + thing + " of " + name + " is the " + value + "."};
+    l.question = "Question: What is the favourite " + thing + " of " + name + "? Answer:";
+    l.answer = "the " + value;
+    return build_sample(kind, l, length, depth, g, tok, [](Gen& gen) { return gen.sentence(); });
+  }
+  if (kind == "multi_doc_qa") {
+    const std::string name = g.pick(kNames), company = g.pick(kAdjectives) + " " + g.pick(kNouns) + " Company", city = g.pick(kCities);
+    l.intro = "Answer the question based on the given passages.";
+    l.needles = {name + " works at the " + company + ".", "The " + company + " is located in " + city + "."};
+    l.question = "Question: In which city is the company that " + name + " works at located? Answer:";
+    l.answer = city;
+    int64_t n = 0;
+    return build_sample(kind, l, length, depth, g, tok, [&](Gen& gen) {
+      return "Passage " + std::to_string(++n) + ": " + passage(gen, 3);
+    });
+  }
+  if (kind == "passage_retrieval") {
+    // Paragraphs are numbered in order; the asked one's first sentence is quoted in the question.
+    l.intro = "Here are numbered paragraphs. Determine which paragraph the sentence at the end comes from.";
+    const int64_t per = static_cast<int64_t>(tok.encode("Paragraph 10: " + passage(g, 3)).size()) + 4;
+    const int64_t count = std::max<int64_t>(2, (length - 80) / per);
+    const int64_t target = std::clamp<int64_t>(std::llround(depth * static_cast<double>(count - 1)), 0, count - 1);
+    std::vector<std::string> paragraphs;
+    std::string quote;
+    for (int64_t i = 0; i < count; ++i) {
+      const std::string first = g.sentence();
+      if (i == target) quote = first;
+      paragraphs.push_back("Paragraph " + std::to_string(i + 1) + ": " + first + " " + passage(g, 2));
+    }
+    l.question = "Sentence: " + quote + " Which paragraph is it from? Answer: Paragraph";
+    l.answer = "Paragraph " + std::to_string(target + 1);
+    size_t next = 0;
+    TextSample s = build_sample(kind, l, length, 0.0, g, tok, [&](Gen& gen) { return next < paragraphs.size() ? paragraphs[next++] : gen.sentence(); });
+    if (static_cast<int64_t>(next) <= target) throw std::invalid_argument("passage_retrieval: length " + std::to_string(length) + " too short");
+    return s;
+  }
+  if (kind == "passage_count") {
+    l.intro = "Below are passages, some of which repeat. Count how many different passages there are.";
+    const int64_t per = static_cast<int64_t>(tok.encode(passage(g, 2)).size()) + 4;
+    const int64_t total = std::max<int64_t>(2, (length - 60) / per);
+    const int64_t unique = std::max<int64_t>(1, total * 2 / 3);
+    std::vector<std::string> distinct;
+    for (int64_t i = 0; i < unique; ++i) distinct.push_back(passage(g, 2));
+    std::vector<std::string> list = distinct;
+    while (static_cast<int64_t>(list.size()) < total) list.push_back(distinct[static_cast<size_t>(g.uniform(0, unique - 1))]);
+    std::shuffle(list.begin(), list.end(), g.rng());
+    l.question = "Question: How many different passages are there? Answer:";
+    size_t next = 0;
+    TextSample s = build_sample(kind, l, length, 0.0, g, tok, [&](Gen& gen) { return next < list.size() ? list[next++] : std::string("."); });
+    // Count what made it into the prompt.
+    std::set<std::string> seen(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(std::min(next, list.size())));
+    s.answer = std::to_string(seen.size());
+    s.expected = {s.answer};
+    s.answer_ids = tok.encode(" " + s.answer);
+    s.answer_ids.push_back(tok.eos_id());
+    return s;
+  }
+  if (kind == "few_shot") {
+    // Each topic noun gets a made-up label; examples show the mapping, the last text asks for it.
+    std::vector<std::string> topics = {kNouns[0], kNouns[4], kNouns[8], kNouns[12]};
+    std::vector<std::string> labels = kLabels;
+    std::shuffle(labels.begin(), labels.end(), g.rng());
+    labels.resize(topics.size());
+    const size_t asked = static_cast<size_t>(g.uniform(0, 3));
+    auto example = [&](Gen& gen, size_t t) {
+      return "Text: The " + gen.pick(kAdjectives) + " " + topics[t] + " " + gen.pick(kVerbs) + " the " + gen.pick(kNouns) + ".";
+    };
+    l.intro = "Label each text. Examples follow.";
+    l.question = example(g, asked) + " Label:";
+    l.answer = labels[asked];
+    TextSample s = build_sample(kind, l, length, 0.0, g, tok, [&](Gen& gen) {
+      const size_t t = static_cast<size_t>(gen.uniform(0, 3));
+      return example(gen, t) + " Label: " + labels[t];
+    });
+    s.classes = labels;
+    return s;
+  }
+  if (kind == "code") {
+    // Code in the words and symbols lcb's text uses, so any of its tokenizers can spell it.
+    auto line = [](int64_t k, int64_t a, int64_t b) {
+      return "def f" + std::to_string(k) + " x: return x times " + std::to_string(a) + " plus " + std::to_string(b) + ".";
+    };
+    const int64_t k = g.uniform(1, 999), a = g.uniform(2, 9), b = g.uniform(1, 99);
+    l.intro = "Complete the code.";
+    l.needles = {line(k, a, b)};
+    l.question = "def f" + std::to_string(k) + " x:";
+    l.answer = "return x times " + std::to_string(a) + " plus " + std::to_string(b) + ".";
+    return build_sample(kind, l, length, depth, g, tok, [&](Gen& gen) {
+      const int64_t kk = gen.uniform(1000, 9999), aa = gen.uniform(2, 9), bb = gen.uniform(1, 99);
+      return line(kk, aa, bb);
+    });
+  }
+  std::string known;
+  for (const auto& k : longbench_synthetic_kinds()) known += (known.empty() ? "" : ", ") + k;
+  throw std::invalid_argument("unknown LongBench-category task '" + kind + "'; known: " + known);
 }
 
 std::string tokenizer_corpus(int64_t lines, uint64_t seed) {

@@ -26,6 +26,7 @@ struct TextSample {
   int64_t original_tokens = 0;  // prompt tokens before truncation
   bool truncated = false;
   bool skipped = false;         // did not fit and the policy is skip: not generated, not scored
+  std::vector<std::string> classes;  // label set of classification tasks
 };
 
 const std::vector<std::string>& text_task_names();
@@ -46,6 +47,16 @@ struct RulerParams {
   int64_t needles = 1, values_per_key = 1, queries = 1, top = 10;
 };
 TextSample make_ruler_sample(const RulerParams& p, int64_t length, double depth, uint64_t seed, const Tokenizer& tok);
+
+// Synthetic tasks for LongBench's categories, scored with LongBench's metrics:
+//   single_doc_qa     one fact in a document (qa_f1);
+//   multi_doc_qa      two facts in different passages joined by a question (qa_f1);
+//   passage_count     how many distinct passages, some repeated (count);
+//   passage_retrieval which numbered paragraph a sentence comes from (retrieval);
+//   few_shot          texts labelled by topic with made-up labels, label a new text (classification);
+//   code              complete a function defined earlier in a generated code file (code_sim).
+const std::vector<std::string>& longbench_synthetic_kinds();
+TextSample make_longbench_synthetic(const std::string& kind, int64_t length, double depth, uint64_t seed, const Tokenizer& tok);
 
 // Lines of text covering every template and task, for training a tokenizer.
 std::string tokenizer_corpus(int64_t lines, uint64_t seed);

@@ -10,6 +10,7 @@ const std::vector<TaskEntry>& task_registry() {
     for (auto& t : text_task_entries()) e.push_back(std::move(t));
     for (auto& t : ruler_task_entries()) e.push_back(std::move(t));
     e.push_back(longbench_entry());
+    e.push_back(longbench_synthetic_entry());
     return e;
   }();
   return entries;

@@ -90,5 +90,6 @@ TaskEntry needle_qkv_entry();
 std::vector<TaskEntry> text_task_entries();
 std::vector<TaskEntry> ruler_task_entries();
 TaskEntry longbench_entry();
+TaskEntry longbench_synthetic_entry();
 
 }  // namespace lcb::tasks

@@ -1,6 +1,7 @@
 // Model tasks over lcb's synthetic long-context text (datasets/synthetic_text): passkey,
 // niah_single, kv_retrieval (exact match of the first generated line, trimmed) and
 // variable_tracking (string_match_all: the share of expected names present in the output).
+#include "tasks/longbench/metrics.h"
 #include "tasks/task.h"
 
 #include <algorithm>
@@ -89,7 +90,61 @@ class RulerTask final : public ModelTask {
   std::string metric_;
 };
 
+// Synthetic LongBench-category tasks, scored with LongBench's metric for their category.
+class LongBenchSyntheticTask final : public ModelTask {
+ public:
+  LongBenchSyntheticTask(std::string kind, ParsedSpec spec) : kind_(std::move(kind)), spec_(std::move(spec)) {}
+  std::string spec() const override { return spec_.canonical; }
+  int version() const override { return 1; }
+  int metric_version() const override { return 1; }
+  datasets::TextSample make(const CellParams& cell, const datasets::Tokenizer& tok) const override {
+    return datasets::make_longbench_synthetic(kind_, cell.length, cell.depth, static_cast<uint64_t>(cell.seed) * 7919 + 41, tok);
+  }
+  int64_t max_new_tokens(const datasets::TextSample& s) const override {
+    return static_cast<int64_t>(s.answer_ids.size()) + spec_.params.integer("extra_tokens");
+  }
+  Score score(const datasets::TextSample& s, const std::string& generated) const override {
+    Score sc;
+    sc.n_scored = 1;
+    std::string metric;
+    if (kind_ == "single_doc_qa" || kind_ == "multi_doc_qa") {
+      metric = "qa_f1";
+      sc.accuracy = longbench::qa_f1(generated, s.answer);
+    } else if (kind_ == "passage_count") {
+      metric = "count";
+      sc.accuracy = longbench::count(generated, s.answer);
+    } else if (kind_ == "passage_retrieval") {
+      metric = "retrieval";
+      sc.accuracy = longbench::retrieval(generated, s.answer);
+    } else if (kind_ == "few_shot") {  // LongBench's first-line rule for its few-shot datasets
+      metric = "classification";
+      sc.accuracy = longbench::classification(generated.substr(0, generated.find('\n')), s.answer, s.classes);
+    } else {
+      metric = "code_sim";
+      sc.accuracy = longbench::code_sim(generated, s.answer);
+    }
+    sc.item_scores = {sc.accuracy};
+    sc.details = {{"prediction", generated}, {"expected", s.answer}, {"metric", metric}};
+    return sc;
+  }
+
+ private:
+  std::string kind_;
+  ParsedSpec spec_;
+};
+
 }  // namespace
+
+TaskEntry longbench_synthetic_entry() {
+  TaskEntry e;
+  e.family = "lb_synth";
+  e.summary = "model: synthetic LongBench categories (document QA, passage count/retrieval, few-shot labels, code)";
+  e.kind = TaskKind::Model;
+  e.params = {ParamDef::choice("kind", "single_doc_qa", datasets::longbench_synthetic_kinds(), "which category"),
+              ParamDef::integer("extra_tokens", 2, 0, 1024, "tokens generated beyond the answer's length")};
+  e.make_model = [](const ParsedSpec& p) { return std::make_unique<LongBenchSyntheticTask>(p.params.text("kind"), p); };
+  return e;
+}
 
 std::vector<TaskEntry> ruler_task_entries() {
   std::vector<TaskEntry> out;

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <dirent.h>
+
 #include <fstream>
 #include <functional>
 #include <map>
@@ -489,6 +491,67 @@ TEST(Generate, ExportsOnePromptPerCell) {
   EXPECT_LT(lines[0]["needle_token"].get<int64_t>(), lines[1]["needle_token"].get<int64_t>());  // depth 0.1 before 0.9
   c.tasks = {"needle_qkv"};
   EXPECT_THROW(harness::export_samples(c), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace lcb
+
+namespace lcb {
+namespace {
+
+// Synthetic LongBench categories: exact length, the answer recoverable from the prompt, and a
+// perfect prediction scores 1 with the category's LongBench metric.
+TEST(LongBenchSynthetic, EveryCategoryIsAnswerableAndScored) {
+  const auto& tok = fixture().tok;
+  for (const auto& kind : datasets::longbench_synthetic_kinds()) {
+    const auto task = tasks::make_model_task("lb_synth:kind=" + kind);
+    const auto s = task->make({600, 0.4, 5, 1}, tok);
+    ASSERT_EQ(s.prompt.size(), 600u) << kind;
+    const std::string text = tok.decode(s.prompt);
+    // Decoded continuations start without the separating space (sentencepiece drops it).
+    const std::string prediction = kind == "passage_retrieval" ? s.answer.substr(10) : s.answer;
+    EXPECT_DOUBLE_EQ(task->score(s, prediction).accuracy, 1.0) << kind << " answer " << s.answer;
+    EXPECT_LT(task->score(s, " 0 nothing").accuracy, 1.0) << kind;
+    if (kind == "single_doc_qa" || kind == "code") {
+      EXPECT_TRUE(contains(text, s.answer)) << kind;
+    }
+    if (kind == "passage_retrieval") {
+      EXPECT_TRUE(contains(text, s.answer + ":")) << text.substr(0, 200);
+    }
+    if (kind == "few_shot") {
+      EXPECT_EQ(s.classes.size(), 4u);
+      EXPECT_TRUE(contains(text, "Label: " + s.answer));
+    }
+    if (kind == "passage_count") {
+      EXPECT_GE(std::stoi(s.answer), 1);
+    }
+  }
+  EXPECT_THROW(tasks::make_model_task("lb_synth:kind=poetry"), std::invalid_argument);
+}
+
+// Generated prompts are cached by (task, version, length, depth, seed, tokenizer); an unreadable
+// entry is generated again.
+TEST(Generate, SamplesAreCachedAndRecoveredFromCorruptEntries) {
+  test::TempDir dir;
+  setenv("LCB_CACHE_DIR", dir.file("cache").c_str(), 1);
+  harness::RunConfig c;
+  c.impls = {"dense"};
+  c.tasks = {"niah:needles=2", "lb_synth:kind=multi_doc_qa"};
+  c.lengths = {400};
+  c.model = fixture().model_dir;
+  harness::validate_config(c, "test");
+  const auto first = harness::export_samples(c);
+  DIR* d = opendir(dir.file("cache").c_str());
+  ASSERT_NE(d, nullptr);
+  std::vector<std::string> entries;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') entries.push_back(e->d_name);
+  }
+  closedir(d);
+  ASSERT_EQ(entries.size(), 2u);
+  std::ofstream(dir.file("cache/" + entries[0])) << "{not json";
+  EXPECT_EQ(harness::export_samples(c), first);
+  unsetenv("LCB_CACHE_DIR");
 }
 
 }  // namespace

@@ -194,7 +194,13 @@ class LongBenchTask final : public ModelTask {
     sc.n_scored = 1;
     sc.accuracy = longbench::score_prediction(dataset_, generated, r.answers, records_.back().all_classes);
     sc.item_scores = {sc.accuracy};
+    std::string extracted = generated;
+    if (dataset_ == "trec" || dataset_ == "triviaqa" || dataset_ == "samsum" || dataset_ == "lsht") {
+      extracted.erase(0, extracted.find_first_not_of('\n') == std::string::npos ? extracted.size() : extracted.find_first_not_of('\n'));
+      extracted = extracted.substr(0, extracted.find('\n'));
+    }
     sc.details = {{"dataset", dataset_},   {"_id", r.id},          {"length", r.length}, {"prediction", generated},
+                  {"extracted", extracted},
                   {"score", sc.accuracy},  {"truncated", s.truncated}, {"original_tokens", s.original_tokens}};
     return sc;
   }
