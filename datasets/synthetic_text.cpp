@@ -281,13 +281,28 @@ TextSample ruler_counting(const RulerParams& p, int64_t length, Gen& g, const To
   return sample;
 }
 
+// RULER's key-value retrieval: a JSON object of UUID pairs; the asked pair sits at `depth`.
+TextSample ruler_kv(int64_t length, double depth, Gen& g, const Tokenizer& tok) {
+  Layout l;
+  const std::string key = uuid(g), value = uuid(g);
+  l.intro = "Extract the value corresponding to the specified key in the JSON object below. JSON data: {";
+  l.needles = {"\"" + key + "\": \"" + value + "\","};
+  l.question = "} Key: \"" + key + "\" The value associated with the specified key is:";
+  l.answer = value;
+  return build_sample("kv", l, length, depth, g, tok, [](Gen& gen) {
+    const std::string k = uuid(gen);
+    return "\"" + k + "\": \"" + uuid(gen) + "\",";
+  });
+}
+
 }  // namespace
 
 TextSample make_ruler_sample(const RulerParams& p, int64_t length, double depth, uint64_t seed, const Tokenizer& tok) {
   Gen g(seed);
+  if (p.kind == "kv") return ruler_kv(length, depth, g, tok);
   if (p.kind == "niah") return ruler_niah(p, length, depth, g, tok);
   if (p.kind == "cwe" || p.kind == "fwe") return ruler_counting(p, length, g, tok);
-  throw std::invalid_argument("unknown RULER task kind '" + p.kind + "' (niah, cwe, fwe)");
+  throw std::invalid_argument("unknown RULER task kind '" + p.kind + "' (niah, kv, cwe, fwe)");
 }
 
 namespace {

@@ -39,10 +39,11 @@ TextSample make_text_sample(const std::string& task, int64_t length, double dept
 //   niah  needles "One of the special magic {values} for {key} is: {value}." with word, 7-digit
 //         number or UUID keys and values; `needles` distinct keys (the others are distractors),
 //         `values_per_key` values each (multi-value), `queries` keys asked at once (multi-query);
+//   kv    key-value retrieval from a JSON object of UUID pairs;
 //   cwe   common words extraction: the `top` words repeated most often in a numbered word list;
 //   fwe   frequent words extraction: the `top` most frequent coded words of a Zipf-distributed text.
 struct RulerParams {
-  std::string kind = "niah";  // niah, cwe, fwe
+  std::string kind = "niah";  // niah, kv, cwe, fwe
   std::string keys = "word", values = "number";  // word, number, uuid
   int64_t needles = 1, values_per_key = 1, queries = 1, top = 10;
 };

@@ -174,6 +174,17 @@ std::vector<TaskEntry> ruler_task_entries() {
     return std::make_unique<RulerTask>(r, p, p.params.text("metric"));
   };
   out.push_back(niah);
+  TaskEntry kv;
+  kv.family = "kv_json";
+  kv.summary = "model: RULER key-value retrieval from a JSON object of UUID pairs (string_match_all)";
+  kv.kind = TaskKind::Model;
+  kv.params = {extra};
+  kv.make_model = [](const ParsedSpec& p) {
+    datasets::RulerParams r;
+    r.kind = "kv";
+    return std::make_unique<RulerTask>(r, p, "all");
+  };
+  out.push_back(kv);
   for (const std::string kind : {"cwe", "fwe"}) {
     TaskEntry e;
     e.family = kind;

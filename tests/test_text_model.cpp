@@ -556,3 +556,21 @@ TEST(Generate, SamplesAreCachedAndRecoveredFromCorruptEntries) {
 
 }  // namespace
 }  // namespace lcb
+
+namespace lcb {
+namespace {
+
+TEST(Ruler, KeyValueJsonPlantsTheAskedPair) {
+  const auto& tok = fixture().tok;
+  const auto task = tasks::make_model_task("kv_json");
+  const auto near = task->make({700, 0.1, 4, 1}, tok), far = task->make({700, 0.9, 4, 1}, tok);
+  ASSERT_EQ(near.prompt.size(), 700u);
+  ASSERT_EQ(near.expected.size(), 1u);
+  EXPECT_EQ(near.expected[0].size(), 36u);
+  EXPECT_EQ(occurrences(tok.decode(near.prompt), near.expected[0]), 1);
+  EXPECT_LT(near.needle_token, far.needle_token);
+  EXPECT_DOUBLE_EQ(task->score(near, "the value is " + near.expected[0]).accuracy, 1.0);
+}
+
+}  // namespace
+}  // namespace lcb
