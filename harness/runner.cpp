@@ -289,7 +289,7 @@ datasets::TextSample cached_sample(const tasks::ModelTask& task, const tasks::Ce
                                                   {"depth", cell.depth}, {"seed", cell.seed}, {"record", index},
                                                   {"tokenizer", tok.hash()}}.dump());
   const std::string dir = cache_dir(), path = dir + "/" + key + ".json";
-  if (task.samples() == 1) {
+  if (task.cacheable()) {
     std::ifstream in(path);
     const auto j = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
     if (j.is_object() && j.contains("prompt")) {
@@ -308,7 +308,7 @@ datasets::TextSample cached_sample(const tasks::ModelTask& task, const tasks::Ce
     }
   }
   datasets::TextSample s = task.make_at(cell, tok, index);
-  if (task.samples() == 1 && make_dirs(dir)) {  // file-backed tasks (LongBench) are read, not generated
+  if (task.cacheable() && make_dirs(dir)) {
     const std::string tmp = path + ".tmp" + std::to_string(getpid());
     std::ofstream(tmp) << nlohmann::json{{"prompt", s.prompt},         {"answer", s.answer},
                                          {"expected", s.expected},     {"answer_ids", s.answer_ids},

@@ -60,6 +60,8 @@ class ModelTask {
   virtual datasets::TextSample make_at(const CellParams& cell, const datasets::Tokenizer& tok, int64_t index) const {
     return make(cell, tok);
   }
+  // Generated prompts may be cached on disk; prompts read from files are not.
+  virtual bool cacheable() const { return true; }
   // A reason when the task cannot run at all (a Chinese LongBench dataset); cells become unsupported.
   virtual std::optional<std::string> unsupported() const { return std::nullopt; }
   virtual int64_t max_new_tokens(const datasets::TextSample& s) const = 0;

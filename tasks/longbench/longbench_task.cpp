@@ -145,6 +145,7 @@ class LongBenchTask final : public ModelTask {
   int version() const override { return 1; }
   int metric_version() const override { return 1; }
   int64_t samples() const override { return static_cast<int64_t>(records_.size()); }
+  bool cacheable() const override { return false; }
   std::optional<std::string> unsupported() const override {
     if (metric_) return std::nullopt;
     return "LongBench dataset '" + dataset_ + "' is Chinese: lcb has no word segmenter for its metric";
