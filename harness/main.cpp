@@ -18,6 +18,7 @@
 #include "harness/config.h"
 #include "harness/provenance.h"
 #include "harness/runner.h"
+#include "harness/samples.h"
 #include "harness/store.h"
 #include "harness/train.h"
 #include "reports/export.h"

@@ -5,10 +5,7 @@
 #include "harness/config.h"
 #include "harness/store.h"
 
-#include <nlohmann/json.hpp>
-
 #include <set>
-#include <vector>
 #include <string>
 
 namespace lcb::harness {
@@ -33,11 +30,6 @@ at::ScalarType resolve_dtype(const std::string& dtype, const at::Device& device)
 std::string dtype_name(at::ScalarType dtype);
 
 RunSummary run_sweep(const RunConfig& config, const RunOptions& options);
-
-// `lcb generate`: the prompts of the config's model tasks for every (task, length, depth, seed),
-// one JSON object each (decoded prompt, answer, expected items, token counts, tokenizer hash), in
-// the tokenizer of the config's model. Throws std::invalid_argument for model-free tasks.
-std::vector<nlohmann::json> export_samples(const RunConfig& config);
 
 // The embedded default model: $LCB_MODEL_DIR, else datasets/model in the source tree.
 std::string default_model_dir();

@@ -6,6 +6,7 @@
 #include "harness/config.h"
 #include "harness/llama.h"
 #include "harness/runner.h"
+#include "harness/samples.h"
 #include "harness/store.h"
 #include "harness/train.h"
 #include "tasks/task.h"
