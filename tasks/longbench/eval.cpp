@@ -10,9 +10,7 @@
 #include <stdexcept>
 
 namespace lcb::longbench {
-namespace {
-
-std::vector<std::string> strings(const nlohmann::json& v, const std::string& where, const char* field) {
+std::vector<std::string> string_list(const nlohmann::json& v, const std::string& where, const char* field) {
   if (v.is_null()) return {};
   if (!v.is_array()) throw std::invalid_argument(where + ": field '" + field + "' must be a list of strings");
   std::vector<std::string> out;
@@ -22,8 +20,6 @@ std::vector<std::string> strings(const nlohmann::json& v, const std::string& whe
   }
   return out;
 }
-
-}  // namespace
 
 std::vector<PredictionRecord> load_predictions(const std::string& path) {
   std::ifstream in(path);
@@ -48,9 +44,9 @@ std::vector<PredictionRecord> load_predictions(const std::string& path) {
     PredictionRecord r;
     if (!j["pred"].is_string()) throw std::invalid_argument(where + ": field 'pred' must be a string");
     r.pred = j["pred"].get<std::string>();
-    r.answers = strings(j["answers"], where, "answers");
+    r.answers = string_list(j["answers"], where, "answers");
     if (r.answers.empty()) throw std::invalid_argument(where + ": field 'answers' must hold at least one answer");
-    r.all_classes = strings(j["all_classes"], where, "all_classes");
+    r.all_classes = string_list(j["all_classes"], where, "all_classes");
     if (j.contains("length")) {
       if (!j["length"].is_number_integer()) throw std::invalid_argument(where + ": field 'length' must be an integer");
       r.length = j["length"].get<int64_t>();

@@ -18,6 +18,10 @@ struct PredictionRecord {
   std::optional<int64_t> length;         // words; needed for LongBench-E
 };
 
+// A JSON list of strings (null: empty); throws std::invalid_argument "WHERE: field 'F' must be a
+// list of strings" otherwise.
+std::vector<std::string> string_list(const nlohmann::json& v, const std::string& where, const char* field);
+
 // Reads a JSONL file; throws std::invalid_argument "FILE:LINE: ..." for a malformed line or a
 // missing / mistyped field (naming it).
 std::vector<PredictionRecord> load_predictions(const std::string& path);

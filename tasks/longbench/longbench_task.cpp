@@ -7,6 +7,7 @@
 // LongBench's pred.py), head keeps the end, skip leaves the record unscored. Scores are LongBench's
 // metric for the dataset (tasks/longbench/metrics.h). The dataset is the file name up to its
 // first '.', as in LongBench's eval.py.
+#include "tasks/longbench/eval.h"
 #include "tasks/longbench/metrics.h"
 #include "tasks/task.h"
 
@@ -48,23 +49,13 @@ std::vector<Record> load_records(const std::string& path) {
       if (!r.raw[f].is_string()) throw std::invalid_argument(where + ": field '" + std::string(f) + "' must be a string");
       return r.raw[f].get<std::string>();
     };
-    auto texts = [&](const char* f) {
-      std::vector<std::string> v;
-      if (r.raw[f].is_null()) return v;
-      if (!r.raw[f].is_array()) throw std::invalid_argument(where + ": field '" + std::string(f) + "' must be a list of strings");
-      for (const auto& x : r.raw[f]) {
-        if (!x.is_string()) throw std::invalid_argument(where + ": field '" + std::string(f) + "' must be a list of strings");
-        v.push_back(x.get<std::string>());
-      }
-      return v;
-    };
     r.input = text("input");
     r.context = text("context");
     r.id = text("_id");
     r.language = text("language");
     r.dataset = text("dataset");
-    r.answers = texts("answers");
-    r.all_classes = texts("all_classes");
+    r.answers = longbench::string_list(r.raw["answers"], where, "answers");
+    r.all_classes = longbench::string_list(r.raw["all_classes"], where, "all_classes");
     if (!r.raw["length"].is_number_integer()) throw std::invalid_argument(where + ": field 'length' must be an integer");
     r.length = r.raw["length"].get<int64_t>();
     if (r.answers.empty()) throw std::invalid_argument(where + ": field 'answers' must hold at least one answer");
@@ -195,11 +186,7 @@ class LongBenchTask final : public ModelTask {
     sc.n_scored = 1;
     sc.accuracy = longbench::score_prediction(dataset_, generated, r.answers, records_.back().all_classes);
     sc.item_scores = {sc.accuracy};
-    std::string extracted = generated;
-    if (dataset_ == "trec" || dataset_ == "triviaqa" || dataset_ == "samsum" || dataset_ == "lsht") {
-      extracted.erase(0, extracted.find_first_not_of('\n') == std::string::npos ? extracted.size() : extracted.find_first_not_of('\n'));
-      extracted = extracted.substr(0, extracted.find('\n'));
-    }
+    const std::string extracted = longbench::apply_first_line_rule(dataset_, generated);
     sc.details = {{"dataset", dataset_},   {"_id", r.id},          {"length", r.length}, {"prediction", generated},
                   {"extracted", extracted},
                   {"score", sc.accuracy},  {"truncated", s.truncated}, {"original_tokens", s.original_tokens}};

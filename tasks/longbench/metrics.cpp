@@ -380,15 +380,18 @@ std::optional<std::string> metric_of(const std::string& dataset) {
   throw std::invalid_argument("unknown LongBench dataset '" + dataset + "'; known: " + known);
 }
 
+std::string apply_first_line_rule(const std::string& dataset, const std::string& prediction) {
+  if (dataset != "trec" && dataset != "triviaqa" && dataset != "samsum" && dataset != "lsht") return prediction;
+  const size_t start = prediction.find_first_not_of('\n');
+  if (start == std::string::npos) return "";
+  return prediction.substr(start, prediction.find('\n', start) - start);
+}
+
 double score_prediction(const std::string& dataset, const std::string& prediction, const std::vector<std::string>& answers,
                         const std::vector<std::string>& all_classes) {
   const auto metric = metric_of(dataset);
   if (!metric) throw std::invalid_argument("LongBench dataset '" + dataset + "' is Chinese: no word segmenter, unsupported");
-  std::string pred = prediction;
-  if (dataset == "trec" || dataset == "triviaqa" || dataset == "samsum" || dataset == "lsht") {
-    pred.erase(0, pred.find_first_not_of('\n') == std::string::npos ? pred.size() : pred.find_first_not_of('\n'));
-    pred = pred.substr(0, pred.find('\n'));
-  }
+  const std::string pred = apply_first_line_rule(dataset, prediction);
   double best = 0.0;
   for (const auto& truth : answers) {
     double s = 0.0;

@@ -32,8 +32,11 @@ int64_t fuzz_ratio(const std::string& a, const std::string& b);
 // dataset LongBench does not define, listing the known ones.
 std::optional<std::string> metric_of(const std::string& dataset);
 
-// The score of one prediction: the first-line rule for trec, triviaqa, samsum and lsht, then the
-// maximum over the gold answers.
+// eval.py's first-line rule: for trec, triviaqa, samsum and lsht the prediction with leading
+// newlines dropped, up to its first newline; other datasets' predictions unchanged.
+std::string apply_first_line_rule(const std::string& dataset, const std::string& prediction);
+
+// The score of one prediction: the first-line rule, then the maximum over the gold answers.
 double score_prediction(const std::string& dataset, const std::string& prediction, const std::vector<std::string>& answers,
                         const std::vector<std::string>& all_classes);
 
