@@ -86,7 +86,7 @@ std::vector<Group> aggregate(const std::vector<store::CellRecord>& cells) {
   for (const auto& key : keys) {
     Group g;
     std::tie(g.task, g.impl, g.length) = key;
-    std::vector<double> items, recall, err, req, ach, flops, ms, ms_lo, ms_hi, dec, mem, kv;
+    std::vector<double> recall, err, req, ach, flops, ms, ms_lo, ms_hi, dec, mem, kv;
     for (const auto* c : by_key[key]) {
       ++g.cells;
       ++g.status_count[c->status];
@@ -95,7 +95,7 @@ std::vector<Group> aggregate(const std::vector<store::CellRecord>& cells) {
         continue;
       }
       const auto it = item_scores(*c);
-      items.insert(items.end(), it.begin(), it.end());
+      g.items.insert(g.items.end(), it.begin(), it.end());
       if (c->mass_recall) recall.push_back(*c->mass_recall);
       if (c->rel_l2_error) err.push_back(*c->rel_l2_error);
       if (c->requested_density) req.push_back(*c->requested_density);
@@ -109,7 +109,7 @@ std::vector<Group> aggregate(const std::vector<store::CellRecord>& cells) {
       if (c->kv_cache_bytes) kv.push_back(static_cast<double>(*c->kv_cache_bytes));
       g.mem_kind = c->mem_kind;
     }
-    if (!items.empty()) g.accuracy = bootstrap_mean(items);
+    if (!g.items.empty()) g.accuracy = bootstrap_mean(g.items);
     g.mass_recall = mean_if_any(recall);
     g.rel_l2_error = mean_if_any(err);
     g.requested_density = mean_if_any(req);

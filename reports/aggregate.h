@@ -25,7 +25,8 @@ struct Group {
   std::map<std::string, int64_t> status_count;  // cells per status
   std::string first_problem;                    // message of the first cell that is not ok
   // Over ok cells only:
-  std::optional<Interval> accuracy;  // items pooled over depths and seeds, bootstrap 95%
+  std::vector<double> items;         // item scores of the ok cells, pooled over depths and seeds
+  std::optional<Interval> accuracy;  // their mean, bootstrap 95%
   std::optional<double> mass_recall, rel_l2_error, requested_density, achieved_density;
   std::optional<double> flops;                  // attention + selection, mean per cell
   std::optional<double> prefill_ms, prefill_ms_lo, prefill_ms_hi;  // median; min and max over repeats

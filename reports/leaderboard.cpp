@@ -23,12 +23,7 @@ std::vector<LeaderboardRow> leaderboard(const std::vector<store::CellRecord>& ce
       const Group* b = find_group(groups, g.task, baseline, g.length);
       if (!b || !b->any_ok() || !g.accuracy || !b->accuracy) continue;
       ++row.pairs;
-      for (const auto& c : cells) {
-        if (c.impl == impl && c.task == g.task && c.length == g.length && c.status == "ok") {
-          const auto it = item_scores(c);
-          items.insert(items.end(), it.begin(), it.end());
-        }
-      }
+      items.insert(items.end(), g.items.begin(), g.items.end());
       if (b->accuracy->mean > 0) retained.push_back(g.accuracy->mean / b->accuracy->mean);
       if (g.prefill_ms && b->prefill_ms && *g.prefill_ms > 0) log_speed.push_back(std::log(*b->prefill_ms / *g.prefill_ms));
       if (g.decode_ms && b->decode_ms && *g.decode_ms > 0) log_decode.push_back(std::log(*b->decode_ms / *g.decode_ms));
