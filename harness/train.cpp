@@ -44,6 +44,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"weight_decay", weight_decay},
           {"grad_clip", grad_clip},
           {"attention", attention},
+          {"init", init},
           {"eval_every", eval_every},
           {"eval_samples", eval_samples},
           {"eval_lengths", eval_lengths},
@@ -118,6 +119,7 @@ TrainConfig parse_train_config(const nlohmann::json& j, const std::string& sourc
   c.weight_decay = merged["weight_decay"];
   c.grad_clip = merged["grad_clip"];
   c.attention = merged["attention"];
+  c.init = merged["init"];
   c.eval_every = merged["eval_every"];
   c.eval_samples = merged["eval_samples"];
   c.eval_lengths = merged["eval_lengths"].get<std::vector<int64_t>>();
@@ -125,6 +127,15 @@ TrainConfig parse_train_config(const nlohmann::json& j, const std::string& sourc
   c.device = merged["device"];
   c.save_dtype = merged["save_dtype"];
   c.time_limit_s = merged["time_limit_s"];
+  if (!c.init.empty()) {
+    for (const char* key : {"hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "rope_theta",
+                            "max_position_embeddings", "tie_word_embeddings"}) {
+      if (j.contains(key)) {
+        throw fail(std::string("field '") + key + "' conflicts with 'init': a continued run takes the model shape from " +
+                   c.init + "/config.json; leave the shape fields out");
+      }
+    }
+  }
   if (c.tokenizer.empty()) throw fail("field 'tokenizer' must name a directory with tokenizer.model");
   const std::set<std::string> known(datasets::text_task_names().begin(), datasets::text_task_names().end());
   for (const auto& t : c.tasks) {
@@ -227,19 +238,8 @@ void init_weights(model::Llama& m, uint64_t seed) {
   }
 }
 
-}  // namespace
 
-TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const at::Device device = harness::resolve_device(cfg.device);
-  const datasets::Tokenizer tok = datasets::Tokenizer::load(cfg.tokenizer);
-  for (const auto& task : cfg.tasks) {  // every task must fit the shortest length before any step runs
-    try {
-      datasets::make_text_sample(task, cfg.min_length, 0.5, 0, tok);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("training config: field 'min_length': " + std::string(e.what()));
-    }
-  }
+model::Llama fresh_model(const TrainConfig& cfg, const datasets::Tokenizer& tok) {
   model::LlamaConfig mc;
   mc.vocab_size = tok.vocab_size();
   mc.hidden_size = cfg.hidden_size;
@@ -255,6 +255,35 @@ TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet
   mc.eos_token_ids = {tok.eos_id()};
   model::Llama m(mc);
   init_weights(m, cfg.seed);
+  return m;
+}
+
+// Weights from a checkpoint, trained on in float32; its tokenizer must be the one given.
+model::Llama continued_model(const TrainConfig& cfg, const datasets::Tokenizer& tok) {
+  model::Llama m = model::load_llama(cfg.init, at::kCPU, at::kFloat);
+  if (m->config().vocab_size != tok.vocab_size()) {
+    throw std::invalid_argument("training config: field 'init': " + cfg.init + " has a vocabulary of " +
+                                std::to_string(m->config().vocab_size) + " tokens, the tokenizer in " + cfg.tokenizer +
+                                " has " + std::to_string(tok.vocab_size()));
+  }
+  return m;
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const at::Device device = harness::resolve_device(cfg.device);
+  const datasets::Tokenizer tok = datasets::Tokenizer::load(cfg.tokenizer);
+  for (const auto& task : cfg.tasks) {  // every task must fit the shortest length before any step runs
+    try {
+      datasets::make_text_sample(task, cfg.min_length, 0.5, 0, tok);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("training config: field 'min_length': " + std::string(e.what()));
+    }
+  }
+  model::Llama m = cfg.init.empty() ? fresh_model(cfg, tok) : continued_model(cfg, tok);
+  const model::LlamaConfig& mc = m->config();
   m->set_attention(cfg.attention);
   m->to(device);
   m->train();
@@ -319,6 +348,15 @@ TrainResult train(const TrainConfig& cfg, const std::string& out_dir, bool quiet
     std::ofstream(out_dir + "/tokenizer.model", std::ios::binary) << src.rdbuf();
   }
   nlohmann::json tc = cfg.to_json();
+  // The shape actually trained (a continued run takes it from the checkpoint).
+  tc["hidden_size"] = mc.hidden_size;
+  tc["intermediate_size"] = mc.intermediate_size;
+  tc["num_layers"] = mc.num_layers;
+  tc["num_heads"] = mc.num_heads;
+  tc["num_kv_heads"] = mc.num_kv_heads;
+  tc["rope_theta"] = mc.rope_theta;
+  tc["max_position_embeddings"] = mc.max_position_embeddings;
+  tc["tie_word_embeddings"] = mc.tie_word_embeddings;
   tc["final_loss"] = res.final_loss;
   tc["final_eval"] = res.final_eval;
   tc["tokens"] = res.tokens;

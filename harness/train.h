@@ -1,4 +1,4 @@
-// `lcb train`: trains a small Llama-family decoder from scratch on lcb's synthetic long-context
+// `lcb train`: trains a small Llama-family decoder (from scratch, or on from a checkpoint) on lcb's synthetic long-context
 // text tasks, with the loss on answer tokens only. AdamW, linear warm-up then cosine decay,
 // gradient clipping, bf16 autocast on CUDA, periodic greedy-decoding evaluation, Hugging Face
 // checkpoints, a progress line with loss and tokens/s. The attention spec is a training option, so
@@ -29,6 +29,9 @@ struct TrainConfig {
   int64_t steps = 1000, warmup = 50;
   double lr = 1e-3, min_lr_ratio = 0.1, weight_decay = 0.1, grad_clip = 1.0;
   std::string attention = "dense";
+  // Continued training: a Hugging Face model directory whose weights start the run (its shape
+  // replaces the shape fields above, which must then be left out). Empty: from scratch.
+  std::string init;
   // Evaluation and output.
   int64_t eval_every = 250, eval_samples = 16;
   std::vector<int64_t> eval_lengths = {1024, 4096};

@@ -231,6 +231,15 @@ TEST(TrainConfig, BadListElementsAndZeroEvalEveryNameTheField) {
   EXPECT_TRUE(contains(every, "field 'eval_every'")) << every;
 }
 
+TEST(TrainConfig, ContinuedRunTakesItsShapeFromTheCheckpoint) {
+  nlohmann::json j = train_json();
+  j["init"] = "some/model";
+  EXPECT_EQ(train::parse_train_config(j, "train.json").init, "some/model");
+  j["num_layers"] = 6;
+  const std::string conflict = error_of([&] { train::parse_train_config(j, "train.json"); });
+  EXPECT_TRUE(contains(conflict, "field 'num_layers' conflicts with 'init'")) << conflict;
+}
+
 TEST(Train, SmokeRunLearnsAndWritesAModelDirectory) {
   test::TempDir dir;
   train::TrainConfig cfg;
@@ -272,6 +281,24 @@ TEST(Train, SmokeRunLearnsAndWritesAModelDirectory) {
   EXPECT_LE(acc, 1.0);
   EXPECT_EQ(nlohmann::json::parse(read_text(out + "/train_config.json")).at("steps_done"), 60);
   EXPECT_EQ(datasets::Tokenizer::load(out).hash(), fixture().tok.hash());
+
+  // Continued training starts from the saved weights: its first loss is where the first run
+  // ended, not the untrained log(V); the shape comes from the checkpoint.
+  train::TrainConfig more = cfg;
+  more.init = out;
+  more.hidden_size = 999;  // ignored: the checkpoint's shape wins
+  more.steps = 5;
+  more.eval_every = 5;
+  const std::string out2 = dir.file("continued");
+  train::train(more, out2, /*quiet=*/true);
+  std::istringstream lines2(read_text(out2 + "/train_log.jsonl"));
+  std::string line2;
+  ASSERT_TRUE(static_cast<bool>(std::getline(lines2, line2)));
+  const double continued_first = nlohmann::json::parse(line2).at("loss").get<double>();
+  EXPECT_LT(continued_first, first - 1.0) << "continued run starts at " << continued_first;
+  const auto tc2 = nlohmann::json::parse(read_text(out2 + "/train_config.json"));
+  EXPECT_EQ(tc2.at("hidden_size"), 32);
+  EXPECT_EQ(tc2.at("init"), out);
 
   model::Llama m = model::load_llama(out, at::kCPU, at::kFloat);
   EXPECT_EQ(m->config().vocab_size, fixture().tok.vocab_size());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds lcb with CUDA on the GPU machine (no network) into build-gpu. Sourced by the other
 # scripts in tools/gpu/; needs OUT_DIR (for build.log) and DEB_DIR (the carried .deb files with
-# the SQLite headers, unpacked into a private prefix, never into /).
+# the SQLite headers, unpacked into a private prefix, never into /). LCB_GPU_TARGETS (optional)
+# names the targets to build, e.g. "lcb lcb_bench"; default: everything.
 PREFIX=/tmp/lcb-prefix
 BUILD=build-gpu
 mkdir -p "$PREFIX"
@@ -13,7 +14,7 @@ t0=$(date +%s)
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 if cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLCB_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
      -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DSQLite3_INCLUDE_DIR="$SQLITE_INC" -DSQLite3_LIBRARY="$SQLITE_LIB" \
-     >"$OUT_DIR/build.log" 2>&1 && cmake --build "$BUILD" -j"$(nproc)" >>"$OUT_DIR/build.log" 2>&1; then
+     >"$OUT_DIR/build.log" 2>&1 && cmake --build "$BUILD" -j"$(nproc)" ${LCB_GPU_TARGETS:+--target $LCB_GPU_TARGETS} >>"$OUT_DIR/build.log" 2>&1; then
   echo "build: ok in $(( $(date +%s) - t0 )) s"
 else
   tail -n 40 "$OUT_DIR/build.log"; echo "build failed"; exit 1
