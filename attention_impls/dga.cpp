@@ -10,6 +10,8 @@
 //      focal [j, ∞), aggregate [e_g, ∞), raw non-focal [j, e_g) (or [j, ∞) in the short group);
 //   6. decode: cache = focal + aggregates + raw tail; once the tail holds T = ceil(m / (1-gamma))
 //      tokens, its T - m most attended (by the newest query) become focal and the other m one group.
+#include "attention_impls/dga.h"
+#include "attention_impls/fast.h"
 #include "attention_impls/full_cache.h"
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
@@ -86,7 +88,10 @@ class Dga final : public Attention {
     at::Tensor focal_k, focal_v, agg_k, agg_v, tail_k, tail_v, tail_pos;
   };
 
-  Layout build_layout(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) const {
+  // With `input_dtype_keys` the compressed keys/values stay in the input dtype (for the kernel);
+  // otherwise they are in the compute dtype (for the reference).
+  Layout build_layout(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                      bool input_dtype_keys = false) const {
     const auto cdt = ref::compute_dtype(q.scalar_type());
     const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
     const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
@@ -135,9 +140,14 @@ class Dga final : public Attention {
     // 4-5. Keys and intervals: [focal ; aggregates ; raw non-focal].
     lay.focal_k = gather_rows(k, focal_pos);
     lay.focal_v = gather_rows(v, focal_pos);
-    const at::Tensor raw_k = gather_rows(kf, nonfocal_pos), raw_v = gather_rows(vf, nonfocal_pos);
-    lay.keys = at::cat({lay.focal_k.to(cdt), lay.agg_k.to(cdt), raw_k}, 2);
-    lay.values = at::cat({lay.focal_v.to(cdt), lay.agg_v.to(cdt), raw_v}, 2);
+    if (input_dtype_keys) {
+      lay.keys = at::cat({lay.focal_k, lay.agg_k, gather_rows(k, nonfocal_pos)}, 2);
+      lay.values = at::cat({lay.focal_v, lay.agg_v, gather_rows(v, nonfocal_pos)}, 2);
+    } else {
+      const at::Tensor raw_k = gather_rows(kf, nonfocal_pos), raw_v = gather_rows(vf, nonfocal_pos);
+      lay.keys = at::cat({lay.focal_k.to(cdt), lay.agg_k.to(cdt), raw_k}, 2);
+      lay.values = at::cat({lay.focal_v.to(cdt), lay.agg_v.to(cdt), raw_v}, 2);
+    }
     const at::Tensor never_f = at::full({B, Hkv, F}, kNever, lopt);
     const at::Tensor raw_hi = at::cat({ends.unsqueeze(-1).expand({B, Hkv, G, m_}).reshape({B, Hkv, G * m_}),
                                        at::full({B, Hkv, T}, kNever, lopt)}, -1);
@@ -163,15 +173,21 @@ class Dga final : public Attention {
     if (!sup.ok) throw std::invalid_argument("dga: " + sup.reason);
     const double scale = ref::softmax_scale(opts, s.head_dim);
     const int64_t groups = s.q_heads / s.kv_heads;
-    const Layout lay = build_layout(q, k, v, scale);
+    const bool fast_path = fast::reason_not(q, k, v, opts).empty();
+    const Layout lay = build_layout(q, k, v, scale, fast_path);
 
     Output o;
-    o.backend = "reference";
-    o.out = ref::masked_attention(q, lay.keys, lay.values, scale, opts.chunk_rows,
-                                  [&](int64_t r0, int64_t rows, const at::Tensor&) {
-                                    const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
-                                    return ref::interval_mask(lay.lo, lay.hi, pos, groups);
-                                  });
+    if (fast_path) {
+      o.backend = "cuda-interval";
+      o.out = fast::interval_attention(q, lay.keys, lay.values, lay.lo, lay.hi, 0, scale);
+    } else {
+      o.backend = "reference";
+      o.out = ref::masked_attention(q, lay.keys, lay.values, scale, opts.chunk_rows,
+                                    [&](int64_t r0, int64_t rows, const at::Tensor&) {
+                                      const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
+                                      return ref::interval_mask(lay.lo, lay.hi, pos, groups);
+                                    });
+    }
     if (opts.want_recall) {
       o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, [&](int64_t r0, int64_t rows, const at::Tensor&) {
         const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
@@ -224,24 +240,36 @@ class Dga final : public Attention {
     c.tail_pos = at::cat({c.tail_pos, at::full({B, Hkv, 1}, p, c.tail_pos.options())}, 2);
     c.seen += 1;
 
+    const int64_t R = c.tail_k.size(2);
+    const bool regroup_now = gamma_ < 1.0 && R >= tail_limit();
     // Everything in the cache is visible to the newest query.
+    if (fast::reason_not_decode(q1, k1, v1, opts).empty()) {
+      at::Tensor lse;
+      const at::Tensor out = fast::decode_attention(q1, {{c.focal_k, c.focal_v}, {c.agg_k, c.agg_v}, {c.tail_k, c.tail_v}},
+                                                    scale, regroup_now ? &lse : nullptr);
+      if (regroup_now) {  // the tail's probabilities, normalised over the whole cache by the kernel's log-sum-exp
+        const at::Tensor qf = q1.to(cdt);
+        const at::Tensor tail_logits = at::matmul(qf, ref::repeat_kv(c.tail_k.to(cdt), Gq).transpose(-2, -1)) * scale;
+        regroup(c, qf, at::exp(tail_logits - lse.view({B, Hq, 1, 1})), scale, B, Hkv, Gq, D);
+      }
+      return out;
+    }
     const at::Tensor keys = at::cat({c.focal_k, c.agg_k, c.tail_k}, 2).to(cdt);
     const at::Tensor values = at::cat({c.focal_v, c.agg_v, c.tail_v}, 2).to(cdt);
     const at::Tensor logits = at::matmul(q1.to(cdt), ref::repeat_kv(keys, Gq).transpose(-2, -1)) * scale;  // [B, Hq, 1, N]
     const at::Tensor probs = at::softmax(logits, -1);
     const at::Tensor out = at::matmul(probs, ref::repeat_kv(values, Gq)).to(q1.scalar_type());
-
-    const int64_t R = c.tail_k.size(2);
-    if (gamma_ < 1.0 && R >= tail_limit()) regroup(c, q1.to(cdt), probs, scale, B, Hkv, Gq, D);
+    if (regroup_now) regroup(c, q1.to(cdt), probs.narrow(-1, probs.size(-1) - R, R), scale, B, Hkv, Gq, D);
     return out;
   }
 
   // The tail is full: its T - m most attended tokens become focal, the other m one group.
-  void regroup(DgaCache& c, const at::Tensor& q1, const at::Tensor& probs, double scale, int64_t B, int64_t Hkv,
+  // tail_probs [B, Hq, 1, R]: the newest query's attention probabilities on the tail tokens.
+  void regroup(DgaCache& c, const at::Tensor& q1, const at::Tensor& tail_probs, double scale, int64_t B, int64_t Hkv,
                int64_t Gq, int64_t D) const {
     at::NoGradGuard no_grad;
-    const int64_t R = c.tail_k.size(2), N = probs.size(-1), n_focal = R - m_;
-    const at::Tensor tail_attn = probs.narrow(-1, N - R, R).view({B, Hkv, Gq, R}).sum(2);  // [B, Hkv, R]
+    const int64_t R = c.tail_k.size(2), n_focal = R - m_;
+    const at::Tensor tail_attn = tail_probs.reshape({B, Hkv, Gq, R}).sum(2);  // [B, Hkv, R]
     const at::Tensor promote = at::zeros({B, Hkv, R}, c.tail_pos.options());
     if (n_focal > 0) promote.scatter_(-1, std::get<1>(tail_attn.topk(n_focal, -1)), 1);
     const at::Tensor arange_r = at::arange(R, c.tail_pos.options());
@@ -277,6 +305,14 @@ class Dga final : public Attention {
 };
 
 }  // namespace
+
+DgaPlan dga_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
+  const auto* dga = dynamic_cast<const Dga*>(&impl);
+  if (dga == nullptr) throw std::invalid_argument("dga_plan: " + impl.spec() + " is not a dga implementation");
+  at::NoGradGuard no_grad;
+  auto lay = dga->build_layout(q, k, v, scale, /*input_dtype_keys=*/true);
+  return {lay.keys, lay.values, lay.lo, lay.hi};
+}
 
 RegistryEntry dga_entry() {
   RegistryEntry e;

@@ -10,13 +10,31 @@ class FullCache : public Cache {
  public:
   FullCache(at::Tensor k, at::Tensor v) : k(std::move(k)), v(std::move(v)) {}
   int64_t length() const override { return k.size(2); }
+  // Bytes of the keys and values held (the allocation may reserve up to twice as many rows).
   int64_t bytes() const override { return 2 * k.numel() * static_cast<int64_t>(k.element_size()); }
+  // Appends one token in place; the storage doubles when full, so a step copies O(1) rows
+  // amortised instead of the whole cache.
   void append(const at::Tensor& k1, const at::Tensor& v1) {
-    k = at::cat({k, k1}, 2);
-    v = at::cat({v, v1}, 2);
+    const int64_t n = k.size(2), add = k1.size(2);
+    if (!k_store_.defined() || n + add > k_store_.size(2)) {
+      const int64_t cap = std::max<int64_t>(2 * (n + add), 64);
+      at::Tensor ks = at::empty({k.size(0), k.size(1), cap, k.size(3)}, k.options());
+      at::Tensor vs = at::empty({v.size(0), v.size(1), cap, v.size(3)}, v.options());
+      ks.narrow(2, 0, n).copy_(k);
+      vs.narrow(2, 0, n).copy_(v);
+      k_store_ = ks;
+      v_store_ = vs;
+    }
+    k_store_.narrow(2, n, add).copy_(k1);
+    v_store_.narrow(2, n, add).copy_(v1);
+    k = k_store_.narrow(2, 0, n + add);
+    v = v_store_.narrow(2, 0, n + add);
   }
 
-  at::Tensor k, v;  // [B, Hkv, L, D]
+  at::Tensor k, v;  // [B, Hkv, L, D], views of the storage once a token was appended
+
+ private:
+  at::Tensor k_store_, v_store_;
 };
 
 // Checks a decode step's inputs: q1 [B, Hq, 1, D], k1/v1 [B, Hkv, 1, D].

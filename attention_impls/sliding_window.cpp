@@ -1,4 +1,7 @@
 // swa:window=w,sink=s — key j visible to the query at position i iff i - w < j <= i, or j < s.
+// Fast path on CUDA: the visibility-interval kernel (key j visible for j <= p < j + w, sinks
+// forever) for the prefill, the split-KV decode kernel over the window cache.
+#include "attention_impls/fast.h"
 #include "attention_impls/full_cache.h"
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
@@ -46,6 +49,17 @@ class SlidingWindow final : public Attention {
       evict(*c);
       *cache = std::move(c);
     }
+    if (fast::reason_not(q, k, v, opts).empty()) {
+      Output o;
+      o.backend = "cuda-interval";
+      const at::Tensor lo = key_pos;
+      const at::Tensor hi = at::where(key_pos.lt(s_), at::full({}, ref::kNever, key_pos.options()),
+                                       key_pos + std::min<int64_t>(w_, ref::kNever / 2));
+      o.out = fast::interval_attention(q, k, v, lo, hi, s.kv_len - s.q_len, ref::softmax_scale(opts, s.head_dim));
+      o.cost = *cost(s);
+      if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, ref::softmax_scale(opts, s.head_dim), opts.chunk_rows, mask);
+      return o;
+    }
     return ref::masked_forward(q, k, v, opts, mask, *cost(s));
   }
 
@@ -58,6 +72,12 @@ class SlidingWindow final : public Attention {
     c.v = at::cat({c.v, v1}, 2);
     c.pos = at::cat({c.pos, at::full({1}, p, c.pos.options())});
     c.seen += 1;
+    // After the last eviction every key left is visible to the query at `p`.
+    if (fast::reason_not_decode(q1, c.k, c.v, opts).empty()) {
+      const at::Tensor out = fast::decode_attention(q1, {{c.k, c.v}}, ref::softmax_scale(opts, q1.size(3)));
+      evict(c);
+      return out;
+    }
     const at::Tensor qpos = at::full({1}, p, c.pos.options());
     const at::Tensor out = ref::masked_attention(q1, c.k, c.v, ref::softmax_scale(opts, q1.size(3)), 1,
                                                  [&](int64_t, int64_t, const at::Tensor&) { return visible(qpos, c.pos); });

@@ -1,0 +1,359 @@
+// Visibility-interval attention on tensor cores (mma.sync m16n8k16, bf16/fp16 in, fp32
+// accumulate), FlashAttention-style online softmax.
+//
+// One CTA = 128 query rows of one (batch, query head), 8 warps of 16 rows. Keys come in tiles of
+// 64. A small kernel first summarises every key tile (min/max of lo and hi); the CTA then lists
+// the tiles whose intervals can reach its rows, marks those that are visible to every row
+// ("full": no per-element mask) and streams only them, double-buffered with cp.async. Query
+// tiles are issued heaviest first (the last rows see the most keys under causal-like patterns).
+#include "attention_impls/cuda/kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace lcb::attn::cuda {
+namespace {
+
+constexpr int kBlockM = 128;  // query rows per CTA
+constexpr int kBlockN = 64;   // keys per tile
+constexpr int kWarps = kBlockM / 16;
+constexpr int kThreads = kWarps * 32;
+constexpr int kListCap = kThreads;  // tiles examined per round
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("interval attention: ") + what + ": " + cudaGetErrorString(e));
+}
+
+template <typename T>
+struct Mma;
+
+template <>
+struct Mma<__nv_bfloat16> {
+  __device__ static void run(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t pack(float x, float y) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  __device__ static void store2(__nv_bfloat16* p, float x, float y) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
+  }
+};
+
+template <>
+struct Mma<__half> {
+  __device__ static void run(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t pack(float x, float y) {
+    __half2 h = __floats2half2_rn(x, y);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  __device__ static void store2(__half* p, float x, float y) { *reinterpret_cast<__half2*>(p) = __floats2half2_rn(x, y); }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 16 : 0;  // 0: zero-fill the destination
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// Shared-memory tile of `rows` x D elements stored as 16-byte chunks, chunk c of row r at
+// position c ^ (r & 7): ldmatrix's eight row addresses then hit eight different bank groups.
+template <int D>
+__device__ __forceinline__ int swz(int row, int chunk) {
+  return row * (D / 8) + (chunk ^ (row & 7));
+}
+
+// Copies rows [row0, row0 + ROWS) of a [len, D] matrix (row stride `stride` elements) into a
+// swizzled tile; rows at or past `len` are zero-filled.
+template <typename T, int D, int ROWS>
+__device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t stride, int row0, int len) {
+  constexpr int kChunks = ROWS * (D / 8);
+  for (int c = threadIdx.x; c < kChunks; c += kThreads) {
+    const int r = c / (D / 8), ch = c % (D / 8);
+    const bool valid = row0 + r < len;
+    const T* src = base + (valid ? static_cast<int64_t>(row0 + r) * stride + ch * 8 : 0);
+    cp_async16(smem_addr(tile + swz<D>(r, ch) * 8), src, valid);
+  }
+}
+
+// Per key tile: min lo, max lo, min hi, max hi over the keys of the tile that exist.
+__global__ void summarise_tiles(const int32_t* lo, const int32_t* hi, int64_t sb, int64_t sh, int kv_heads, int n,
+                                int tiles, int total, int4* out) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= total) return;
+  const int t = idx % tiles, bh = idx / tiles, h = bh % kv_heads, b = bh / kv_heads;
+  const int32_t* l = lo + b * sb + h * sh;
+  const int32_t* u = hi + b * sb + h * sh;
+  int4 s = make_int4(kNever, -kNever, kNever, -kNever);
+  const int end = min(n, (t + 1) * kBlockN);
+  for (int j = t * kBlockN; j < end; ++j) {
+    const int a = l[j], e = u[j];
+    s.x = min(s.x, a);
+    s.y = max(s.y, a);
+    s.z = min(s.z, e);
+    s.w = max(s.w, e);
+  }
+  out[idx] = s;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p, const int4* __restrict__ summary) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sq = reinterpret_cast<T*>(smem_raw);
+  T* sk = sq + kBlockM * D;        // 2 buffers of kBlockN x D
+  T* sv = sk + 2 * kBlockN * D;    // 2 buffers
+  __shared__ int s_list[kListCap];
+  __shared__ int s_warp_count[kWarps];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, tig = lane % 4;
+  const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;
+  const int m_tile = m_tiles - 1 - blockIdx.x;  // heaviest first
+  const int hq = blockIdx.y, b = blockIdx.z;
+  const int hkv = hq / (p.q_heads / p.kv_heads);
+  const int m0 = m_tile * kBlockM;
+  const int q_first = p.q_pos0 + m0;
+  const int q_last = p.q_pos0 + min(m0 + kBlockM, p.q_len) - 1;
+
+  const T* qbase = static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h;
+  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
+  const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h;
+  const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const int n_tiles = (p.kv_len + kBlockN - 1) / kBlockN;
+  const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_tiles;
+
+  // Q tile -> shared -> registers (A fragments of this warp's 16 rows).
+  load_tile<T, D, kBlockM>(sq, qbase, p.q_st.l, m0, p.q_len);
+  cp_async_commit();
+  cp_async_wait_all();
+  __syncthreads();
+  uint32_t qa[D / 16][4];
+  {
+    const int row = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const int chunk = kk * 2 + (lane >> 4);
+      ldmatrix_x4(qa[kk], smem_addr(sq + swz<D>(row, chunk) * 8));
+    }
+  }
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+  const int pos_row[2] = {q_first + warp * 16 + g, q_first + warp * 16 + g + 8};
+
+  int it = 0;  // tiles processed so far (buffer parity)
+  for (int base = 0; base < n_tiles; base += kListCap) {
+    // List the tiles of this round that some row can see; flag those that need masks.
+    int entry = -1;
+    {
+      const int t = base + tid;
+      if (t < n_tiles) {
+        const int4 s = summ[t];
+        const bool any = !(s.x > q_last || s.w <= q_first);
+        const bool complete = (t + 1) * kBlockN <= p.kv_len;
+        const bool full = complete && s.y <= q_first && s.z > q_last;
+        if (any) entry = t | (full ? 0 : int(0x80000000u));
+      }
+    }
+    const unsigned ballot = __ballot_sync(0xffffffffu, entry != -1);
+    if (lane == 0) s_warp_count[warp] = __popc(ballot);
+    __syncthreads();
+    int offset = 0, count = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      offset += w < warp ? s_warp_count[w] : 0;
+      count += s_warp_count[w];
+    }
+    if (entry != -1) s_list[offset + __popc(ballot & ((1u << lane) - 1))] = entry;
+    __syncthreads();
+
+    if (count > 0) {
+      const int t0 = s_list[0] & 0x7fffffff;
+      load_tile<T, D, kBlockN>(sk + (it & 1) * kBlockN * D, kbase, p.k_st.l, t0 * kBlockN, p.kv_len);
+      load_tile<T, D, kBlockN>(sv + (it & 1) * kBlockN * D, vbase, p.v_st.l, t0 * kBlockN, p.kv_len);
+      cp_async_commit();
+    }
+    for (int i = 0; i < count; ++i, ++it) {
+      cp_async_wait_all();
+      __syncthreads();  // tile i visible to all; everyone is done with the other buffer
+      if (i + 1 < count) {
+        const int tn = s_list[i + 1] & 0x7fffffff;
+        load_tile<T, D, kBlockN>(sk + ((it + 1) & 1) * kBlockN * D, kbase, p.k_st.l, tn * kBlockN, p.kv_len);
+        load_tile<T, D, kBlockN>(sv + ((it + 1) & 1) * kBlockN * D, vbase, p.v_st.l, tn * kBlockN, p.kv_len);
+        cp_async_commit();
+      }
+      const int e = s_list[i];
+      const int tile = e & 0x7fffffff;
+      const bool masked = e < 0;
+      const T* ck = sk + (it & 1) * kBlockN * D;
+      const T* cv = sv + (it & 1) * kBlockN * D;
+
+      // S = Q K^T for 16 rows x 64 keys.
+      float s[kBlockN / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int np = 0; np < kBlockN / 16; ++np) {
+          uint32_t bf[4];
+          const int row = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int chunk = kk * 2 + ((lane >> 3) & 1);
+          ldmatrix_x4(bf, smem_addr(ck + swz<D>(row, chunk) * 8));
+          Mma<T>::run(s[2 * np], qa[kk], bf[0], bf[1]);
+          Mma<T>::run(s[2 * np + 1], qa[kk], bf[2], bf[3]);
+        }
+      }
+      if (masked) {
+        const int key0 = tile * kBlockN;
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const int key = key0 + nt * 8 + tig * 2 + c;
+            int a = kNever, z = -kNever;
+            if (key < p.kv_len) {
+              a = lo[key];
+              z = hi[key];
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              if (!(a <= pos_row[r] && pos_row[r] < z)) s[nt][r * 2 + c] = -INFINITY;
+            }
+          }
+        }
+      }
+      // Online softmax (base 2), rows g and g + 8 of the warp.
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][r * 2], s[nt][r * 2 + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(row_max[r], mx * scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;
+        const float corr = exp2f(row_max[r] - m_use);
+        row_max[r] = m_new;
+        row_sum[r] *= corr;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[dt][r * 2] *= corr;
+          o[dt][r * 2 + 1] *= corr;
+        }
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const float pv = exp2f(fmaf(s[nt][r * 2 + c], scale_log2, -m_use));
+            s[nt][r * 2 + c] = pv;
+            row_sum[r] += pv;
+          }
+        }
+      }
+      // O += P V: the S accumulators of two key octets form one A fragment.
+#pragma unroll
+      for (int kc = 0; kc < kBlockN / 16; ++kc) {
+        uint32_t pa[4];
+        pa[0] = Mma<T>::pack(s[2 * kc][0], s[2 * kc][1]);
+        pa[1] = Mma<T>::pack(s[2 * kc][2], s[2 * kc][3]);
+        pa[2] = Mma<T>::pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+        pa[3] = Mma<T>::pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          const int row = kc * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+          const int chunk = dp * 2 + (lane >> 4);
+          ldmatrix_x4_trans(bf, smem_addr(cv + swz<D>(row, chunk) * 8));
+          Mma<T>::run(o[2 * dp], pa, bf[0], bf[1]);
+          Mma<T>::run(o[2 * dp + 1], pa, bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();  // the list is rewritten by the next round
+  }
+
+  // Normalise and store rows g and g + 8.
+  T* obase = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const int row = m0 + warp * 16 + g + r * 8;
+    if (row < p.q_len) {
+      T* dst = obase + static_cast<int64_t>(row) * p.o_st.l + tig * 2;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) Mma<T>::store2(dst + dt * 8, o[dt][r * 2] * inv, o[dt][r * 2 + 1] * inv);
+    }
+  }
+}
+
+template <typename T, int D>
+void launch(const IntervalParams& p, cudaStream_t stream) {
+  const size_t smem = static_cast<size_t>(kBlockM + 4 * kBlockN) * D * sizeof(T);
+  check(cudaFuncSetAttribute(interval_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "shared memory attribute");
+  const dim3 grid((p.q_len + kBlockM - 1) / kBlockM, p.q_heads, p.batch);
+  interval_kernel<T, D><<<grid, kThreads, smem, stream>>>(p, reinterpret_cast<const int4*>(p.tile_summary));
+  check(cudaGetLastError(), "launch");
+}
+
+}  // namespace
+
+size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
+  const size_t tiles = static_cast<size_t>((kv_len + kBlockN - 1) / kBlockN);
+  return static_cast<size_t>(batch) * kv_heads * tiles * sizeof(int4);
+}
+
+void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t stream) {
+  if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("interval attention: head dim must be 64 or 128");
+  if (p.q_len <= 0 || p.kv_len <= 0) return;
+  const int tiles = (p.kv_len + kBlockN - 1) / kBlockN;
+  const int total = p.batch * p.kv_heads * tiles;
+  summarise_tiles<<<(total + 255) / 256, 256, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads,
+                                                           p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
+  check(cudaGetLastError(), "tile summary launch");
+  if (dtype == Dtype::kBFloat16) {
+    p.head_dim == 128 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__nv_bfloat16, 64>(p, stream);
+  } else {
+    p.head_dim == 128 ? launch<__half, 128>(p, stream) : launch<__half, 64>(p, stream);
+  }
+}
+
+}  // namespace lcb::attn::cuda

@@ -1,0 +1,19 @@
+// DGA's prefill in its two stages, for benchmarks that report each stage's share of the time.
+#pragma once
+
+#include "attention_impls/attention.h"
+
+namespace lcb::attn {
+
+// The compressed keys/values (input dtype) and their visibility intervals, [B, Hkv, N(, D)].
+struct DgaPlan {
+  at::Tensor keys, values, lo, hi;
+};
+
+// Stage 1 of a `dga` implementation's prefill: importance from the sampled queries, the focal
+// top-γ, group aggregation and the intervals. Stage 2 is
+// fast::interval_attention(q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale) (or the
+// reference's masked attention). Throws std::invalid_argument when `impl` is not a dga.
+DgaPlan dga_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
+
+}  // namespace lcb::attn

@@ -1,0 +1,171 @@
+#include "attention_impls/fast.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <limits>
+#include <stdexcept>
+
+#ifdef LCB_WITH_CUDA
+#include "attention_impls/cuda/kernels.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace lcb::attn::fast {
+
+#ifndef LCB_WITH_CUDA
+
+bool built() { return false; }
+
+std::string reason_not(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Options&) {
+  return "this build has no CUDA kernels";
+}
+
+std::string reason_not_decode(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Options&) {
+  return "this build has no CUDA kernels";
+}
+
+at::Tensor interval_attention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const at::Tensor&, int64_t, double) {
+  throw std::logic_error("fast::interval_attention: this build has no CUDA kernels");
+}
+
+at::Tensor decode_attention(const at::Tensor&, const std::vector<std::pair<at::Tensor, at::Tensor>>&, double,
+                            at::Tensor*) {
+  throw std::logic_error("fast::decode_attention: this build has no CUDA kernels");
+}
+
+#else
+
+namespace {
+
+cuda::Dtype kernel_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 ? cuda::Dtype::kBFloat16 : cuda::Dtype::kFloat16;
+}
+
+// The kernels read 16-byte pieces of rows: the last dimension contiguous, rows and the base
+// 16-byte aligned. Anything else is copied once.
+at::Tensor kernel_layout(const at::Tensor& t) {
+  const bool ok = t.stride(3) == 1 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
+                  reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  return ok ? t : t.contiguous();
+}
+
+cuda::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
+// Integer interval ends as int32 [B, Hkv, N] (stride 0 where broadcast), "never" clamped.
+at::Tensor interval_ends(const at::Tensor& x, int64_t B, int64_t H, int64_t N) {
+  at::Tensor t = x.clamp_max(std::numeric_limits<int32_t>::max()).to(at::kInt);
+  while (t.dim() < 3) t = t.unsqueeze(0);
+  t = t.expand({B, H, N});
+  if (t.stride(2) != 1) t = t.contiguous();
+  return t;
+}
+
+}  // namespace
+
+bool built() { return true; }
+
+std::string reason_not(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts) {
+  if (opts.reference) return "reference forced";
+  if (!q.is_cuda()) return "tensors are not on a CUDA device";
+  if (q.scalar_type() != at::kBFloat16 && q.scalar_type() != at::kHalf) return "dtype is not bfloat16 or float16";
+  if (q.size(3) != 64 && q.size(3) != 128) return "head dim is not 64 or 128";
+  if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad())) {
+    return "a gradient is wanted (the kernels are forward only)";
+  }
+  if (opts.scale && !(*opts.scale > 0)) return "softmax scale is not positive";
+  if (k.size(2) >= std::numeric_limits<int32_t>::max() / 2 || q.size(2) >= std::numeric_limits<int32_t>::max() / 2) {
+    return "sequence longer than the kernels' 32-bit positions";
+  }
+  return {};
+}
+
+std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const at::Tensor& v, const Options& opts) {
+  std::string why = reason_not(q1, k, v, opts);
+  const int64_t groups = q1.size(1) / k.size(1);
+  if (why.empty() && groups != 1 && groups != 2 && groups != 4 && groups != 8) {
+    why = "query heads per kv head (" + std::to_string(groups) + ") is not 1, 2, 4 or 8";
+  }
+  return why;
+}
+
+at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& lo,
+                              const at::Tensor& hi, int64_t q_pos0, double scale) {
+  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
+  const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
+  const at::Tensor lo32 = interval_ends(lo, B, Hkv, N), hi32 = interval_ends(hi, B, Hkv, N);
+  at::Tensor out = at::empty({B, Hq, Lq, D}, q.options());
+  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::interval_workspace_bytes(B, Hkv, N))}, q.options().dtype(at::kByte));
+  cuda::IntervalParams p;
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.out = out.data_ptr();
+  p.q_st = strides_of(q);
+  p.k_st = strides_of(k);
+  p.v_st = strides_of(v);
+  p.o_st = strides_of(out);
+  p.lo = lo32.data_ptr<int32_t>();
+  p.hi = hi32.data_ptr<int32_t>();
+  p.iv_stride_b = lo32.stride(0);
+  p.iv_stride_h = lo32.stride(1);
+  if (hi32.stride(0) != p.iv_stride_b || hi32.stride(1) != p.iv_stride_h) {
+    throw std::invalid_argument("fast::interval_attention: lo and hi must have the same broadcast shape");
+  }
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(Hq);
+  p.kv_heads = static_cast<int>(Hkv);
+  p.q_len = static_cast<int>(Lq);
+  p.kv_len = static_cast<int>(N);
+  p.head_dim = static_cast<int>(D);
+  p.q_pos0 = static_cast<int>(q_pos0);
+  p.scale = static_cast<float>(scale);
+  p.tile_summary = static_cast<int32_t*>(ws.data_ptr());
+  cuda::interval_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return out;
+}
+
+at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<at::Tensor, at::Tensor>>& segments,
+                            double scale, at::Tensor* lse) {
+  const at::Tensor q = kernel_layout(q_in);
+  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3);
+  cuda::DecodeParams p;
+  std::vector<at::Tensor> keep;  // copies made for the kernel layout live until the launch
+  int64_t Hkv = 0;
+  for (const auto& [k_in, v_in] : segments) {
+    if (k_in.size(2) == 0) continue;
+    if (p.segments == 3) throw std::invalid_argument("fast::decode_attention: at most 3 non-empty key segments");
+    const at::Tensor k = kernel_layout(k_in), v = kernel_layout(v_in);
+    keep.push_back(k);
+    keep.push_back(v);
+    Hkv = k.size(1);
+    cuda::DecodeSegment& s = p.seg[p.segments++];
+    s.k = k.data_ptr();
+    s.v = v.data_ptr();
+    s.k_st = strides_of(k);
+    s.v_st = strides_of(v);
+    s.len = static_cast<int>(k.size(2));
+  }
+  at::Tensor out = at::empty({B, Hq, 1, D}, q.options());
+  if (lse) *lse = at::full({B, Hq}, -INFINITY, q.options().dtype(at::kFloat));
+  if (p.segments == 0) return out.zero_();
+  p.q = q.data_ptr();
+  p.out = out.data_ptr();
+  p.q_st = strides_of(q);
+  p.o_st = strides_of(out);
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(Hq);
+  p.kv_heads = static_cast<int>(Hkv);
+  p.head_dim = static_cast<int>(D);
+  p.scale = static_cast<float>(scale);
+  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::decode_workspace_bytes(p) / sizeof(float))}, q.options().dtype(at::kFloat));
+  p.workspace = ws.data_ptr<float>();
+  if (lse) p.lse = lse->data_ptr<float>();
+  cuda::decode_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return out;
+}
+
+#endif
+
+}  // namespace lcb::attn::fast

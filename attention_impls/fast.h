@@ -1,0 +1,37 @@
+// The CUDA kernels behind the implementations' fast paths (attention_impls/cuda/), for tensors.
+// An implementation asks fast::reason_not() first and falls back to its reference when the
+// kernels cannot run the inputs; without a CUDA build every input gets a reason.
+#pragma once
+
+#include "attention_impls/attention.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lcb::attn::fast {
+
+// Whether this build contains the CUDA kernels.
+bool built();
+
+// Empty when the kernels can run attention of q over k/v (CUDA, bf16/fp16, head dim 64 or 128,
+// no gradient wanted, positive scale, reference not forced); otherwise why not.
+std::string reason_not(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts);
+
+// reason_not() for decode_attention(), which also needs 1, 2, 4 or 8 query heads per kv head.
+std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const at::Tensor& v, const Options& opts);
+
+// Visibility-interval attention: key n of (b, kv head h) is visible to the query at absolute
+// position p iff lo[b,h,n] <= p < hi[b,h,n]; query row i sits at q_pos0 + i. lo/hi are integer
+// tensors [B, Hkv, N] or broadcastable to it; ends past INT32_MAX mean "never". Returns
+// [B, Hq, Lq, D] in q's dtype.
+at::Tensor interval_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
+                              const at::Tensor& hi, int64_t q_pos0, double scale);
+
+// One query per (batch, head), q1 [B, Hq, 1, D], against every key of the (k, v) segments
+// ([B, Hkv, n_i, D] each, all visible; empty ones allowed). Query heads per kv head must be 1, 2,
+// 4 or 8. With lse != nullptr it also returns log Σ exp(scale·q·k) per (batch, head), [B, Hq].
+at::Tensor decode_attention(const at::Tensor& q1, const std::vector<std::pair<at::Tensor, at::Tensor>>& segments,
+                            double scale, at::Tensor* lse = nullptr);
+
+}  // namespace lcb::attn::fast

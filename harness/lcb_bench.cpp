@@ -1,0 +1,350 @@
+// lcb_bench: Google Benchmark timings of the attention implementations on CUDA, prefill and
+// decode, against at::scaled_dot_product_attention measured in the same process.
+//
+// Every benchmark first checks its implementation against the reference (the same spec with
+// Options::reference, bf16 relative L2 < 1e-2, at min(L, --verify-len) tokens; causal dense
+// through the interval kernel is checked against SDPA at full length) and refuses to time on a
+// mismatch; an implementation without a CUDA kernel is reported as such, not timed. Timing:
+// CUDA events around each call, the L2 cache flushed before each, two warm-up calls; counters
+// report the median. Counters: ms (median), TFLOPs (effective: 4·D per visible query-key pair),
+// GBps (q, k, v or the cache read once, output written once), x_sdpa (SDPA's median / this
+// median, same shape and mode), and for DGA prefill select_ms / attend_ms (its selection stages
+// and its attention step timed apart). A table of the medians is printed last.
+//
+//   lcb_bench [--lengths=4096,16384,65536,131072] [--modes=prefill,decode] [--heads=mha,gqa]
+//             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
+//             [--batch=1] [Google Benchmark flags]
+#include "attention_impls/dga.h"
+#include "attention_impls/fast.h"
+#include "attention_impls/reference.h"
+#include "attention_impls/registry.h"
+
+#include <ATen/cuda/CUDAEvent.h>
+#include <benchmark/benchmark.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using namespace lcb;
+
+struct Settings {
+  std::vector<int64_t> lengths = {4096, 16384, 65536, 131072};
+  std::vector<std::string> modes = {"prefill", "decode"};
+  std::vector<std::string> heads = {"mha", "gqa"};
+  std::vector<std::string> impls = {"sdpa", "dense-interval", "swa:window=4096", "dga:m=16,gamma=0.1",
+                                    "topk:k=2048", "topk_block:block=64,k=32"};
+  int64_t verify_len = 4096;
+  int64_t batch = 1;
+};
+
+constexpr int64_t kQHeads = 32, kHeadDim = 128;
+const at::Device kCuda(at::kCUDA, 0);
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string part; std::getline(ss, part, sep);) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+int64_t kv_heads_of(const std::string& heads) { return heads == "mha" ? kQHeads : 8; }
+double softmax_scale() { return 1.0 / std::sqrt(static_cast<double>(kHeadDim)); }
+
+double rel_l2(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
+  const double num = (x - y).norm().item<double>(), den = y.norm().item<double>();
+  return den == 0 ? num : num / den;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+// Seeded bf16 inputs, cached per shape (the longest ones are GBs).
+struct Inputs {
+  at::Tensor q, k, v;     // [B, Hq|Hkv, L, D]
+  at::Tensor q1, k1, v1;  // one more token, for decode
+};
+const Inputs& inputs(int64_t B, int64_t hkv, int64_t L) {
+  static std::map<std::tuple<int64_t, int64_t, int64_t>, Inputs> cache;
+  const auto key = std::make_tuple(B, hkv, L);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  at::manual_seed(static_cast<uint64_t>(1234 + L + hkv));
+  const auto opt = at::TensorOptions().dtype(at::kBFloat16).device(kCuda);
+  Inputs in{at::randn({B, kQHeads, L, kHeadDim}, opt), at::randn({B, hkv, L, kHeadDim}, opt),
+            at::randn({B, hkv, L, kHeadDim}, opt),     at::randn({B, kQHeads, 1, kHeadDim}, opt),
+            at::randn({B, hkv, 1, kHeadDim}, opt),     at::randn({B, hkv, 1, kHeadDim}, opt)};
+  return cache.emplace(key, std::move(in)).first->second;
+}
+
+void flush_l2() {
+  static at::Tensor scratch = at::empty({256 << 20}, at::TensorOptions().dtype(at::kByte).device(kCuda));
+  scratch.zero_();
+}
+
+// Milliseconds per call of fn(): two untimed calls, then one timed call per state iteration (or
+// `reps` calls without a state), the L2 cache flushed before each.
+std::vector<double> time_calls(const std::function<void()>& fn, benchmark::State* state, int reps) {
+  for (int i = 0; i < 2; ++i) fn();
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  std::vector<double> ms;
+  auto one = [&] {
+    flush_l2();
+    start.record();
+    fn();
+    stop.record();
+    stop.synchronize();
+    ms.push_back(start.elapsed_time(stop));
+  };
+  if (state != nullptr) {
+    for (auto _ : *state) {
+      one();
+      state->SetIterationTime(ms.back() / 1e3);
+    }
+  } else {
+    for (int i = 0; i < reps; ++i) one();
+  }
+  return ms;
+}
+
+int reps_for(const std::string& mode, int64_t L) {
+  if (mode == "decode") return 30;
+  return L <= 16384 ? 10 : (L <= 65536 ? 5 : 3);
+}
+
+std::function<void()> sdpa_call(const std::string& mode, const Inputs& in) {
+  if (mode == "prefill") {
+    return [&in] { at::scaled_dot_product_attention(in.q, in.k, in.v, {}, 0.0, true, softmax_scale(), true); };
+  }
+  return [&in] { at::scaled_dot_product_attention(in.q1, in.k, in.v, {}, 0.0, false, softmax_scale(), true); };
+}
+
+// SDPA's median for a shape and mode, measured once per process.
+double sdpa_ms(const std::string& mode, int64_t B, int64_t hkv, int64_t L) {
+  static std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> cache;
+  const auto key = std::make_tuple(mode, B, hkv, L);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const double ms = median(time_calls(sdpa_call(mode, inputs(B, hkv, L)), nullptr, reps_for(mode, L)));
+  return cache[key] = ms;
+}
+
+at::Tensor causal_lo(int64_t L) { return at::arange(L, at::TensorOptions().dtype(at::kLong).device(kCuda)); }
+at::Tensor causal_hi(int64_t L) {
+  return at::full({L}, attn::ref::kNever, at::TensorOptions().dtype(at::kLong).device(kCuda));
+}
+
+// Empty when the implementation's fast path matches its reference at Lv tokens; otherwise why
+// it is not timed.
+std::string verify(const std::string& spec, const std::string& mode, int64_t B, int64_t hkv, int64_t Lv) {
+  static std::map<std::string, std::string> cache;
+  const std::string key = spec + "|" + mode + "|" + std::to_string(B) + "|" + std::to_string(hkv) + "|" + std::to_string(Lv);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const Inputs& in = inputs(B, hkv, Lv);
+  const auto impl = attn::make_attention(spec);
+  attn::Options ref;
+  ref.reference = true;
+  ref.chunk_rows = 512;
+  std::string verdict;
+  const attn::Output fast = impl->forward(in.q, in.k, in.v, {});
+  if (fast.backend == "reference") {
+    verdict = "no CUDA kernel for " + spec + " yet (reference only): not timed";
+  } else {
+    double err = 0;
+    if (mode == "prefill") {
+      err = rel_l2(fast.out, impl->forward(in.q, in.k, in.v, ref).out);
+    } else {
+      std::unique_ptr<attn::Cache> fc, rc;
+      impl->forward(in.q, in.k, in.v, {}, &fc);
+      impl->forward(in.q, in.k, in.v, ref, &rc);
+      err = rel_l2(impl->decode(in.q1, in.k1, in.v1, *fc, {}), impl->decode(in.q1, in.k1, in.v1, *rc, ref));
+    }
+    if (!(err < 1e-2)) verdict = "mismatch against the reference at L=" + std::to_string(Lv) + ": rel L2 " + std::to_string(err);
+  }
+  return cache[key] = verdict;
+}
+
+struct Row {
+  std::string name;
+  double ms = 0, x_sdpa = 0, tflops = 0, gbps = 0;
+  std::string note;
+};
+std::vector<Row>& rows() {
+  static std::vector<Row> r;
+  return r;
+}
+
+void run_one(benchmark::State& st, const std::string& name, const Settings& cfg, const std::string& mode,
+             const std::string& heads, int64_t L, const std::string& spec) {
+  const int64_t B = cfg.batch, hkv = kv_heads_of(heads);
+  const Inputs& in = inputs(B, hkv, L);
+  const double scale = softmax_scale();
+  const double elem = 2.0;
+  attn::Shape shape{B, kQHeads, hkv, mode == "prefill" ? L : 1, L, kHeadDim, 2};
+  const attn::Cost dense_cost = *attn::make_attention("dense")->cost(shape);
+
+  std::function<void()> fn;
+  double flops = dense_cost.attention_flops, bytes = dense_cost.bytes;
+  std::unique_ptr<attn::Attention> impl;
+  std::unique_ptr<attn::Cache> cache;
+  std::string note;
+  if (spec == "sdpa") {
+    fn = sdpa_call(mode, in);
+  } else if (spec == "dense-interval") {
+    if (mode == "prefill") {
+      const at::Tensor lo = causal_lo(L), hi = causal_hi(L);
+      const double err = rel_l2(attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, 0, scale),
+                                at::scaled_dot_product_attention(in.q, in.k, in.v, {}, 0.0, true, scale, true));
+      if (!(err < 1e-2)) {
+        st.SkipWithError(("mismatch against SDPA: rel L2 " + std::to_string(err)).c_str());
+        return;
+      }
+      fn = [&in, lo, hi, scale] { attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, 0, scale); };
+    } else {
+      const double err = rel_l2(attn::fast::decode_attention(in.q1, {{in.k, in.v}}, scale),
+                                at::scaled_dot_product_attention(in.q1, in.k, in.v, {}, 0.0, false, scale, true));
+      if (!(err < 1e-2)) {
+        st.SkipWithError(("mismatch against SDPA: rel L2 " + std::to_string(err)).c_str());
+        return;
+      }
+      fn = [&in, scale] { attn::fast::decode_attention(in.q1, {{in.k, in.v}}, scale); };
+    }
+  } else {
+    const std::string why = verify(spec, mode, B, hkv, std::min(L, cfg.verify_len));
+    if (!why.empty()) {
+      st.SkipWithError(why.c_str());
+      return;
+    }
+    impl = attn::make_attention(spec);
+    if (mode == "prefill") {
+      const attn::Output o = impl->forward(in.q, in.k, in.v, {});
+      flops = o.cost.attention_flops;
+      bytes = o.cost.bytes;
+      fn = [&in, &impl] { impl->forward(in.q, in.k, in.v, {}); };
+      if (impl->family() == "dga") {  // stage shares
+        attn::DgaPlan plan;
+        const double sel = median(time_calls([&] { plan = attn::dga_plan(*impl, in.q, in.k, in.v, scale); }, nullptr, 5));
+        const double att = median(time_calls(
+            [&] { attn::fast::interval_attention(in.q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale); }, nullptr, 5));
+        st.counters["select_ms"] = sel;
+        st.counters["attend_ms"] = att;
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "select %.3f ms (%.0f%%), attend %.3f ms", sel, 100 * sel / (sel + att), att);
+        note = buf;
+      }
+    } else {
+      impl->forward(in.q, in.k, in.v, {}, &cache);
+      const double keys = static_cast<double>(cache->bytes()) / (2.0 * elem * B * hkv * kHeadDim);
+      flops = 4.0 * B * kQHeads * kHeadDim * keys;
+      bytes = static_cast<double>(cache->bytes()) + 2.0 * elem * B * kQHeads * kHeadDim;
+      fn = [&in, &impl, &cache] { impl->decode(in.q1, in.k1, in.v1, *cache, {}); };
+    }
+  }
+  const double base = sdpa_ms(mode, B, hkv, L);
+  const std::vector<double> ms = time_calls(fn, &st, 0);
+  const double med = median(ms);
+  st.counters["ms"] = med;
+  st.counters["TFLOPs"] = flops / (med * 1e-3) / 1e12;
+  st.counters["GBps"] = bytes / (med * 1e-3) / 1e9;
+  st.counters["x_sdpa"] = base / med;
+  rows().push_back({name, med, base / med, flops / (med * 1e-3) / 1e12, bytes / (med * 1e-3) / 1e9, note});
+}
+
+Settings parse(int& argc, char** argv) {
+  Settings s;
+  std::vector<char*> rest = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      const size_t n = std::strlen(flag);
+      return a.compare(0, n, flag) == 0 ? argv[i] + n : nullptr;
+    };
+    if (const char* v = value("--lengths=")) {
+      s.lengths.clear();
+      for (const auto& x : split(v, ',')) s.lengths.push_back(std::stoll(x));
+    } else if (const char* v = value("--modes=")) {
+      s.modes = split(v, ',');
+    } else if (const char* v = value("--heads=")) {
+      s.heads = split(v, ',');
+    } else if (const char* v = value("--impls=")) {
+      s.impls = split(v, ';');
+    } else if (const char* v = value("--verify-len=")) {
+      s.verify_len = std::stoll(v);
+    } else if (const char* v = value("--batch=")) {
+      s.batch = std::stoll(v);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  for (const auto& m : s.modes) {
+    if (m != "prefill" && m != "decode") throw std::invalid_argument("--modes: '" + m + "' (accepted: prefill, decode)");
+  }
+  for (const auto& h : s.heads) {
+    if (h != "mha" && h != "gqa") throw std::invalid_argument("--heads: '" + h + "' (accepted: mha = 32/32, gqa = 32/8)");
+  }
+  for (const auto& spec : s.impls) {
+    if (spec == "sdpa" || spec == "dense-interval") continue;
+    try {
+      attn::canonical_spec(spec);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("--impls: ") + e.what() + "; or sdpa, dense-interval");
+    }
+  }
+  argc = static_cast<int>(rest.size());
+  for (int i = 0; i < argc; ++i) argv[i] = rest[i];
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings cfg;
+  try {
+    cfg = parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lcb_bench: %s\n", e.what());
+    return 2;
+  }
+  if (!torch::cuda::is_available() || !attn::fast::built()) {
+    std::printf("lcb_bench: no CUDA device or no CUDA kernels in this build: nothing to time\n");
+    return 0;
+  }
+  for (const auto& mode : cfg.modes) {
+    for (const auto& heads : cfg.heads) {
+      for (int64_t L : cfg.lengths) {
+        for (const auto& spec : cfg.impls) {
+          const std::string name = mode + "/" + heads + "/L=" + std::to_string(L) + "/" + spec;
+          benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_one(st, name, cfg, mode, heads, L, spec); })
+              ->UseManualTime()
+              ->Iterations(reps_for(mode, L))
+              ->Unit(benchmark::kMillisecond);
+        }
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+
+  std::printf("\n| benchmark (B=%lld, 32 q heads, hd128, bf16) | median ms | x SDPA | TF/s | GB/s | note |\n|---|---|---|---|---|---|\n",
+              static_cast<long long>(cfg.batch));
+  for (const auto& r : rows()) {
+    std::printf("| %s | %.3f | %.2f | %.0f | %.0f | %s |\n", r.name.c_str(), r.ms, r.x_sdpa, r.tflops, r.gbps, r.note.c_str());
+  }
+  return 0;
+}

@@ -1,0 +1,162 @@
+// The CUDA kernels against their references: the visibility-interval kernel (causal dense, random
+// intervals, sliding window and DGA through the registry) and the split-KV decode kernel (dense
+// cache, DGA's segmented cache, decode sequences with regrouping). Random inputs, odd lengths,
+// GQA ratios, bf16 and fp16, head dims 64 and 128. Tolerances: the kernel's error against
+// float64 may be at most a small factor above the error the plain-LibTorch reference makes in the
+// same dtype (test::derived_tolerance), never above DESIGN.md's 1e-2. Skips without a GPU.
+#include "attention_impls/fast.h"
+#include "attention_impls/reference.h"
+#include "attention_impls/registry.h"
+#include "tests/test_util.h"
+
+#include <torch/cuda.h>
+
+#include <cstdio>
+
+namespace lcb {
+namespace {
+
+#define REQUIRE_GPU()                                                                                              \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: this test runs on the GPU machine (tools/gpu/run.sh)"; \
+  if (!attn::fast::built()) GTEST_SKIP() << "this build has no CUDA kernels"
+
+const at::Device kCuda(at::kCUDA, 0);
+
+// Attention under per-key intervals in float64, from the formula.
+at::Tensor interval_f64(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
+                        const at::Tensor& hi, int64_t q_pos0) {
+  const at::Tensor pos = at::arange(q_pos0, q_pos0 + q.size(2), lo.options());
+  const int64_t groups = q.size(1) / k.size(1);
+  const at::Tensor mask = attn::ref::interval_mask(lo, hi, pos, groups);  // [B, Hq, Lq, N]
+  const at::Tensor qd = q.to(at::kDouble), kd = attn::ref::repeat_kv(k.to(at::kDouble), groups),
+                   vd = attn::ref::repeat_kv(v.to(at::kDouble), groups);
+  const at::Tensor logits = at::matmul(qd, kd.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(3)));
+  at::Tensor p = at::softmax(logits.masked_fill(mask.logical_not(), -INFINITY), -1);
+  p = at::nan_to_num(p, 0.0);  // rows with no visible key give zeros
+  return at::matmul(p, vd);
+}
+
+struct Case {
+  int64_t L, hq, hkv, d;
+};
+
+TEST(IntervalKernel, CausalDenseMatchesFloat64) {
+  REQUIRE_GPU();
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case c : {Case{1, 4, 1, 64}, Case{17, 8, 2, 128}, Case{129, 8, 8, 64}, Case{1013, 32, 4, 128},
+                         Case{4099, 8, 1, 128}}) {
+      const auto in = test::random_qkv(1, c.hq, c.hkv, c.L, c.L, c.d, 100 + c.L, dtype, kCuda);
+      const at::Tensor want = test::dense_f64(in.q, in.k, in.v);
+      const at::Tensor lo = at::arange(c.L, at::TensorOptions().dtype(at::kLong).device(kCuda));
+      const at::Tensor hi = at::full({c.L}, attn::ref::kNever, lo.options());
+      const at::Tensor got = attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, 0, 1.0 / std::sqrt(double(c.d)));
+      attn::Options ref;
+      ref.reference = true;
+      const double ref_err = test::rel_l2(attn::make_attention("dense")->forward(in.q, in.k, in.v, ref).out, want);
+      const double err = test::rel_l2(got, want);
+      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err))
+          << test::dtype_name(dtype) << " L=" << c.L << " Hq=" << c.hq << " Hkv=" << c.hkv << " D=" << c.d;
+    }
+  }
+}
+
+// Random intervals per (batch, kv head, key), keys in arbitrary order, some never visible, some
+// query rows seeing nothing, queries offset from position 0 (q_pos0), batch 2.
+TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
+  REQUIRE_GPU();
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case c : {Case{77, 4, 2, 64}, Case{333, 8, 1, 128}, Case{1500, 12, 4, 128}}) {
+      const int64_t N = c.L + 37, q_pos0 = 50;
+      const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, N, c.d, 7 + c.L, dtype, kCuda);
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(c.L);
+      const auto lopt = at::TensorOptions().dtype(at::kLong);
+      const at::Tensor lo = at::randint(0, q_pos0 + c.L, {2, c.hkv, N}, gen, lopt);
+      const at::Tensor span = at::randint(1, c.L, {2, c.hkv, N}, gen, lopt);
+      const at::Tensor forever = at::rand({2, c.hkv, N}, gen, at::TensorOptions().dtype(at::kDouble)).lt(0.3);
+      const at::Tensor hi = at::where(forever, at::full({}, attn::ref::kNever, lopt), lo + span);
+      const at::Tensor lo_d = lo.to(kCuda), hi_d = hi.to(kCuda);
+      const at::Tensor want = interval_f64(in.q, in.k, in.v, lo_d, hi_d, q_pos0);
+      const at::Tensor got = attn::fast::interval_attention(in.q, in.k, in.v, lo_d, hi_d, q_pos0, 1.0 / std::sqrt(double(c.d)));
+      // The same inputs through float32 math give the reference's own error in this dtype.
+      const at::Tensor ref32 = interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo_d, hi_d, q_pos0)
+                                   .to(dtype);
+      const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32, want);
+      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << test::dtype_name(dtype) << " L=" << c.L << " D=" << c.d;
+      EXPECT_TRUE(test::all_finite(got));
+    }
+  }
+}
+
+// Sliding window and DGA on the kernel against the same implementation's reference path.
+TEST(IntervalKernel, RegistryFastPathsMatchTheirReference) {
+  REQUIRE_GPU();
+  for (const std::string spec : {"swa:window=100,sink=4", "swa:window=1000", "dga:m=16,gamma=0.1", "dga:m=4,gamma=0.25,samples=8,sample=strided"}) {
+    const auto impl = attn::make_attention(spec);
+    for (const Case c : {Case{333, 8, 2, 64}, Case{2049, 32, 8, 128}, Case{1111, 8, 1, 128}}) {
+      const auto in = test::random_qkv(1, c.hq, c.hkv, c.L, c.L, c.d, 31 + c.L, at::kBFloat16, kCuda);
+      const attn::Output fast = impl->forward(in.q, in.k, in.v, {});
+      EXPECT_EQ(fast.backend, "cuda-interval") << spec;
+      attn::Options ref;
+      ref.reference = true;
+      const attn::Output slow = impl->forward(in.q, in.k, in.v, ref);
+      const double err = test::rel_l2(fast.out, slow.out);
+      EXPECT_LT(err, 1e-2) << spec << " L=" << c.L << " Hq=" << c.hq << " Hkv=" << c.hkv << " D=" << c.d;
+      EXPECT_EQ(fast.cost.kept_pairs, slow.cost.kept_pairs) << spec;
+    }
+  }
+}
+
+TEST(DecodeKernel, SegmentsMatchFloat64) {
+  REQUIRE_GPU();
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case c : {Case{1, 8, 8, 64}, Case{300, 8, 2, 128}, Case{5000, 32, 8, 128}, Case{777, 16, 2, 64}}) {
+      for (int64_t B : {1, 3}) {
+        const auto in = test::random_qkv(B, c.hq, c.hkv, 1, c.L, c.d, 5 + c.L + B, dtype, kCuda);
+        // Three segments of the same keys (one possibly empty) must equal one.
+        const int64_t a = c.L / 3, b = c.L / 2;
+        const std::vector<std::pair<at::Tensor, at::Tensor>> segs = {
+            {in.k.narrow(2, 0, a), in.v.narrow(2, 0, a)},
+            {in.k.narrow(2, a, b - a), in.v.narrow(2, a, b - a)},
+            {in.k.narrow(2, b, c.L - b), in.v.narrow(2, b, c.L - b)}};
+        at::Tensor lse;
+        const at::Tensor got = attn::fast::decode_attention(in.q, segs, 1.0 / std::sqrt(double(c.d)), &lse);
+        const at::Tensor want = test::dense_f64(in.q, in.k, in.v);
+        const at::Tensor ref32 = test::dense_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat));
+        const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32.to(dtype), want);
+        EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << test::dtype_name(dtype) << " L=" << c.L << " B=" << B;
+        // log-sum-exp against float64.
+        const int64_t g = c.hq / c.hkv;
+        const at::Tensor logits = at::matmul(in.q.to(at::kDouble), in.k.to(at::kDouble).repeat_interleave(g, 1).transpose(-2, -1)) /
+                                  std::sqrt(double(c.d));
+        const at::Tensor lse_want = at::logsumexp(logits, -1).view({B, c.hq});
+        EXPECT_LT((lse.to(at::kDouble) - lse_want).abs().max().item<double>(), 1e-3) << "L=" << c.L;
+      }
+    }
+  }
+}
+
+// Decoding token by token on the kernels (window and DGA caches, DGA regrouping on the GPU)
+// against the same implementation's reference decoding from the same prefill.
+TEST(DecodeKernel, DecodeSequencesMatchTheReference) {
+  REQUIRE_GPU();
+  for (const std::string spec : {"swa:window=64,sink=4", "dga:m=8,gamma=0.25", "dga:m=16,gamma=0.1"}) {
+    const auto impl = attn::make_attention(spec);
+    const auto in = test::random_qkv(1, 8, 2, 700, 700, 128, 77, at::kBFloat16, kCuda);
+    const int64_t P = 640;
+    attn::Options ref;
+    ref.reference = true;
+    std::unique_ptr<attn::Cache> fast_cache, ref_cache;
+    impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), {}, &fast_cache);
+    impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), ref, &ref_cache);
+    for (int64_t i = P; i < 700; ++i) {
+      const auto q1 = in.q.narrow(2, i, 1), k1 = in.k.narrow(2, i, 1), v1 = in.v.narrow(2, i, 1);
+      const at::Tensor got = impl->decode(q1, k1, v1, *fast_cache, {});
+      const at::Tensor want = impl->decode(q1, k1, v1, *ref_cache, ref);
+      ASSERT_LT(test::rel_l2(got, want), 1e-2) << spec << " step " << i;
+      ASSERT_EQ(fast_cache->bytes(), ref_cache->bytes()) << spec << " step " << i << ": the cache sizes differ";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lcb

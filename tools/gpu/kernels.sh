@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The CUDA kernels on the GPU machine: builds, runs the GPU suite (kernels against their
+# references, every implementation CUDA vs CPU, a sweep), compute-sanitizer on the kernel tests,
+# then lcb_bench. Logs and bench.json land in OUT_DIR; the benchmark table is printed last.
+#
+#   tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT_DIR=${1:?usage: tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]}
+DEB_DIR=${2:-.gpu-debs}
+shift $(( $# >= 2 ? 2 : 1 ))
+mkdir -p "$OUT_DIR"
+LCB_GPU_TARGETS="lcb_gpu_test lcb_bench" source tools/gpu/build.sh
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT_DIR/env.txt"
+
+build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
+echo "gpu suite: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.log" | tr '\n' ' ')"
+grep -E "^\[  FAILED  \]|Failure|error:|rel|Expected|Which is" "$OUT_DIR/gpu_test.log" | head -n 30
+
+t0=$(date +%s)
+build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json "$@" >"$OUT_DIR/bench.txt" 2>&1
+echo "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
+
+compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.SegmentsMatch*' \
+  >"$OUT_DIR/sanitizer.log" 2>&1
+echo "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
+
+grep -E "ERROR OCCURRED|error_message" "$OUT_DIR/bench.txt" | head -n 20
+sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
