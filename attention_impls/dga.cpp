@@ -95,7 +95,8 @@ class Dga final : public Attention {
     const auto cdt = ref::compute_dtype(q.scalar_type());
     const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
     const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
-    const at::Tensor qf = q.to(cdt), kf = k.to(cdt), vf = v.to(cdt);
+    // Rows are gathered in the input dtype and converted afterwards (the same numbers as converting
+    // everything first, without full-size float copies of q, k and v).
     const at::Tensor arange_l = at::arange(L, lopt);
 
     Layout lay;
@@ -109,10 +110,13 @@ class Dga final : public Attention {
     {
       at::NoGradGuard no_grad;
       const at::Tensor S = sampled_positions(L, q.device());
-      const at::Tensor logits = at::matmul(qf.detach().index_select(2, S), ref::repeat_kv(kf.detach(), Gq).transpose(-2, -1)) * scale;
+      const int64_t ns = S.size(0);
+      // The kv head's query heads share one matmul: [B, Hkv, Gq·|S|, D] x [B, Hkv, D, L].
+      const at::Tensor qs = q.detach().index_select(2, S).to(cdt).reshape({B, Hkv, Gq * ns, D});
+      const at::Tensor logits = (at::matmul(qs, k.detach().to(cdt).transpose(-2, -1)) * scale).view({B, Hkv, Gq, ns, L});
       const at::Tensor future = arange_l.unsqueeze(0).gt(S.unsqueeze(1));  // [|S|, L]
       const at::Tensor p = at::softmax(logits.masked_fill(future, -INFINITY), -1);
-      const at::Tensor importance = p.sum(2).view({B, Hkv, Gq, L}).sum(2);  // [B, Hkv, L]
+      const at::Tensor importance = p.sum(3).sum(2);  // [B, Hkv, L]
       at::Tensor is_focal = at::zeros({B, Hkv, L}, lopt);
       if (F > 0) is_focal.scatter_(-1, std::get<1>(importance.topk(F, -1)), 1);
       order = at::argsort(is_focal * L + arange_l, /*stable=*/true, -1, /*descending=*/false);
@@ -127,11 +131,12 @@ class Dga final : public Attention {
     // 3. Groups of m consecutive non-focal tokens; weights from the group's last query.
     const at::Tensor grouped = nonfocal_pos.narrow(-1, 0, G * m_).view({B, Hkv, G, m_});
     const at::Tensor ends = grouped.select(-1, m_ - 1);  // [B, Hkv, G]
-    const at::Tensor kg = gather_rows(kf, grouped.reshape({B, Hkv, G * m_})).view({B, Hkv, G, m_, D});
-    const at::Tensor vg = gather_rows(vf, grouped.reshape({B, Hkv, G * m_})).view({B, Hkv, G, m_, D});
+    const at::Tensor kg = gather_rows(k, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
+    const at::Tensor vg = gather_rows(v, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
     // Queries at e_g of every head of the kv head: [B, Hkv, G, Gq, D].
-    const at::Tensor q_heads = qf.view({B, Hkv, Gq, L, D});
-    const at::Tensor q_end = q_heads.gather(3, ends.unsqueeze(2).unsqueeze(-1).expand({B, Hkv, Gq, G, D})).transpose(2, 3);
+    const at::Tensor q_heads = q.reshape({B, Hkv, Gq, L, D});
+    const at::Tensor q_end =
+        q_heads.gather(3, ends.unsqueeze(2).unsqueeze(-1).expand({B, Hkv, Gq, G, D})).to(cdt).transpose(2, 3);
     const at::Tensor w = at::softmax(at::matmul(q_end, kg.transpose(-2, -1)).mean(3) * scale, -1);  // [B, Hkv, G, m]
     // Aggregates are stored in the input dtype, as a kernel would store them.
     lay.agg_k = (w.unsqueeze(-1) * kg).sum(3).to(q.scalar_type());
@@ -144,7 +149,7 @@ class Dga final : public Attention {
       lay.keys = at::cat({lay.focal_k, lay.agg_k, gather_rows(k, nonfocal_pos)}, 2);
       lay.values = at::cat({lay.focal_v, lay.agg_v, gather_rows(v, nonfocal_pos)}, 2);
     } else {
-      const at::Tensor raw_k = gather_rows(kf, nonfocal_pos), raw_v = gather_rows(vf, nonfocal_pos);
+      const at::Tensor raw_k = gather_rows(k, nonfocal_pos).to(cdt), raw_v = gather_rows(v, nonfocal_pos).to(cdt);
       lay.keys = at::cat({lay.focal_k.to(cdt), lay.agg_k.to(cdt), raw_k}, 2);
       lay.values = at::cat({lay.focal_v.to(cdt), lay.agg_v.to(cdt), raw_v}, 2);
     }

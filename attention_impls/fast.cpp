@@ -26,7 +26,7 @@ std::string reason_not_decode(const at::Tensor&, const at::Tensor&, const at::Te
 }
 
 at::Tensor interval_attention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                              const at::Tensor&, int64_t, double) {
+                              const at::Tensor&, int64_t, double, const at::Tensor&) {
   throw std::logic_error("fast::interval_attention: this build has no CUDA kernels");
 }
 
@@ -91,7 +91,7 @@ std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const a
 }
 
 at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& lo,
-                              const at::Tensor& hi, int64_t q_pos0, double scale) {
+                              const at::Tensor& hi, int64_t q_pos0, double scale, const at::Tensor& block_sel) {
   const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
   const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
   const at::Tensor lo32 = interval_ends(lo, B, Hkv, N), hi32 = interval_ends(hi, B, Hkv, N);
@@ -122,6 +122,22 @@ at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, co
   p.q_pos0 = static_cast<int>(q_pos0);
   p.scale = static_cast<float>(scale);
   p.tile_summary = static_cast<int32_t*>(ws.data_ptr());
+  at::Tensor sel;
+  if (block_sel.defined()) {
+    static_assert(kSelectBlock == cuda::kSelectBlock);
+    const int64_t nqb = (q_pos0 + Lq + kSelectBlock - 1) / kSelectBlock, nkb = (N + kSelectBlock - 1) / kSelectBlock;
+    if (block_sel.dim() != 4 || block_sel.size(0) != B || block_sel.size(1) != Hq || block_sel.size(2) < nqb ||
+        block_sel.size(3) < nkb) {
+      throw std::invalid_argument("fast::interval_attention: block_sel must be [B, Hq, >= " + std::to_string(nqb) +
+                                  ", >= " + std::to_string(nkb) + "], got " + std::to_string(block_sel.dim()) + " dims");
+    }
+    sel = block_sel.to(at::kByte);
+    if (sel.stride(3) != 1) sel = sel.contiguous();
+    p.block_sel = sel.data_ptr<uint8_t>();
+    p.sel_stride_b = sel.stride(0);
+    p.sel_stride_h = sel.stride(1);
+    p.sel_stride_q = sel.stride(2);
+  }
   cuda::interval_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
   return out;
 }

@@ -25,8 +25,14 @@ std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const a
 // position p iff lo[b,h,n] <= p < hi[b,h,n]; query row i sits at q_pos0 + i. lo/hi are integer
 // tensors [B, Hkv, N] or broadcastable to it; ends past INT32_MAX mean "never". Returns
 // [B, Hq, Lq, D] in q's dtype.
+// With block_sel (bool or uint8 [B, Hq, ceil(Lq_end / 64), ceil(N / 64)]), key n is visible to the
+// query at position p only if also block_sel[b, hq, p / 64, n / 64] (block-sparse attention).
 at::Tensor interval_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
-                              const at::Tensor& hi, int64_t q_pos0, double scale);
+                              const at::Tensor& hi, int64_t q_pos0, double scale,
+                              const at::Tensor& block_sel = at::Tensor());
+
+// The block size block_sel is written for.
+constexpr int64_t kSelectBlock = 64;
 
 // One query per (batch, head), q1 [B, Hq, 1, D], against every key of the (k, v) segments
 // ([B, Hkv, n_i, D] each, all visible; empty ones allowed). Query heads per kv head must be 1, 2,

@@ -6,6 +6,10 @@
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
 
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
 namespace lcb::attn {
 namespace {
 
@@ -16,6 +20,7 @@ class WindowCache final : public Cache {
   int64_t bytes() const override { return 2 * k.numel() * static_cast<int64_t>(k.element_size()); }
   at::Tensor k, v;  // [B, Hkv, n, D]
   at::Tensor pos;   // [n] absolute positions, ascending
+  std::vector<int64_t> host_pos;  // the same positions on the host (eviction needs no device sync)
   int64_t seen = 0;
 };
 
@@ -45,6 +50,8 @@ class SlidingWindow final : public Attention {
       c->k = k;
       c->v = v;
       c->pos = key_pos;
+      c->host_pos.resize(s.kv_len);
+      std::iota(c->host_pos.begin(), c->host_pos.end(), int64_t{0});
       c->seen = s.kv_len;
       evict(*c);
       *cache = std::move(c);
@@ -71,6 +78,7 @@ class SlidingWindow final : public Attention {
     c.k = at::cat({c.k, k1}, 2);
     c.v = at::cat({c.v, v1}, 2);
     c.pos = at::cat({c.pos, at::full({1}, p, c.pos.options())});
+    c.host_pos.push_back(p);
     c.seen += 1;
     // After the last eviction every key left is visible to the query at `p`.
     if (fast::reason_not_decode(q1, c.k, c.v, opts).empty()) {
@@ -102,13 +110,21 @@ class SlidingWindow final : public Attention {
   }
 
  private:
-  // Drops keys no later query can see: the next query sits at position `seen`.
+  // Drops keys no later query can see: the next query sits at position `seen`. Positions are
+  // ascending, so the kept ones are a prefix (sinks, < s) and a suffix (> seen - w).
   void evict(WindowCache& c) const {
-    const at::Tensor keep = c.pos.gt(c.seen - w_).logical_or(c.pos.lt(s_));
-    const at::Tensor idx = keep.nonzero().squeeze(1);
-    c.k = c.k.index_select(2, idx);
-    c.v = c.v.index_select(2, idx);
-    c.pos = c.pos.index_select(0, idx);
+    const auto& hp = c.host_pos;
+    const int64_t n = static_cast<int64_t>(hp.size());
+    const int64_t sinks = std::lower_bound(hp.begin(), hp.end(), s_) - hp.begin();
+    const int64_t window = std::upper_bound(hp.begin(), hp.end(), c.seen - w_) - hp.begin();
+    if (window <= sinks) return;  // nothing between the sinks and the window
+    auto keep = [&](const at::Tensor& x, int64_t dim) {
+      return at::cat({x.narrow(dim, 0, sinks), x.narrow(dim, window, n - window)}, dim);
+    };
+    c.k = keep(c.k, 2);
+    c.v = keep(c.v, 2);
+    c.pos = keep(c.pos, 0);
+    c.host_pos.erase(c.host_pos.begin() + sinks, c.host_pos.begin() + window);
   }
 
   int64_t w_, s_;

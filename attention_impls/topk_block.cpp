@@ -4,6 +4,9 @@
 // query head, the K blocks with the highest bound (maximum over the block's queries) among the
 // blocks strictly between the first and the diagonal one are attended, plus the first block
 // and the diagonal block, exactly and causally. In decode the query block holds one query.
+// Fast path on CUDA (block = 64, prefill): the same selection, then the interval kernel with
+// causal intervals and the selected blocks (tiles not selected are skipped).
+#include "attention_impls/fast.h"
 #include "attention_impls/full_cache.h"
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
@@ -65,6 +68,16 @@ class TopKBlock final : public Attention {
       return per_key.logical_and(ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()));
     };
     if (cache) *cache = std::make_unique<FullCache>(k, v);
+    if (b_ == fast::kSelectBlock && s.q_len == s.kv_len && fast::reason_not(q, k, v, opts).empty()) {
+      Output o;
+      o.backend = "cuda-interval";
+      const at::Tensor lo = at::arange(s.kv_len, at::TensorOptions().dtype(at::kLong).device(q.device()));
+      const double scale = ref::softmax_scale(opts, s.head_dim);
+      o.out = fast::interval_attention(q, k, v, lo, at::full({}, ref::kNever, lo.options()).expand({s.kv_len}), 0, scale, sel);
+      o.cost = *cost(s);
+      if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask);
+      return o;
+    }
     return ref::masked_forward(q, k, v, opts, mask, *cost(s));
   }
 

@@ -44,7 +44,7 @@ struct Settings {
   std::vector<std::string> modes = {"prefill", "decode"};
   std::vector<std::string> heads = {"mha", "gqa"};
   std::vector<std::string> impls = {"sdpa", "dense-interval", "swa:window=4096", "dga:m=16,gamma=0.1",
-                                    "topk:k=2048", "topk_block:block=64,k=32"};
+                                    "topk:k=2048", "topk_block:block=64,k=100"};
   int64_t verify_len = 4096;
   int64_t batch = 1;
 };

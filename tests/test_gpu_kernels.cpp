@@ -87,10 +87,12 @@ TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
   }
 }
 
-// Sliding window and DGA on the kernel against the same implementation's reference path.
+// Sliding window, DGA and block top-k on the kernel against the same implementation's reference path.
 TEST(IntervalKernel, RegistryFastPathsMatchTheirReference) {
   REQUIRE_GPU();
-  for (const std::string spec : {"swa:window=100,sink=4", "swa:window=1000", "dga:m=16,gamma=0.1", "dga:m=4,gamma=0.25,samples=8,sample=strided"}) {
+  for (const std::string spec : {"swa:window=100,sink=4", "swa:window=1000", "dga:m=16,gamma=0.1",
+                                  "dga:m=4,gamma=0.25,samples=8,sample=strided", "topk_block:block=64,k=3",
+                                  "topk_block:block=64,k=0"}) {
     const auto impl = attn::make_attention(spec);
     for (const Case c : {Case{333, 8, 2, 64}, Case{2049, 32, 8, 128}, Case{1111, 8, 1, 128}}) {
       const auto in = test::random_qkv(1, c.hq, c.hkv, c.L, c.L, c.d, 31 + c.L, at::kBFloat16, kCuda);

@@ -21,7 +21,6 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;
 constexpr int kMinKeysPerSplit = 256;
 
 void check(cudaError_t e, const char* what) {
@@ -57,8 +56,15 @@ __device__ __forceinline__ void key_rows(const DecodeParams& p, int b, int h, in
 }
 
 // Workspace layout: per (batch, query head, split): D floats of output, then max and sum.
+__device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int total, int keys_per_split) {
+  constexpr int kUnroll = G <= 2 ? 8 : 4;  // keys per lane group and iteration: loads in flight
   constexpr int kLanesPerKey = D / 8;
   constexpr int kKeysPerWarp = 32 / kLanesPerKey;
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -105,26 +111,48 @@ __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int tot
         kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
       }
     }
+    // Scores of the kUnroll keys for every head, then one online-softmax update per batch of keys.
+    float sc[G][kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      float kf[8], vf[8];
+      float kf[8];
       to_float8(kr[u], kf, static_cast<const T*>(nullptr));
-      to_float8(vr[u], vf, static_cast<const T*>(nullptr));
 #pragma unroll
       for (int gq = 0; gq < G; ++gq) {
-        float sc = 0.f;
+        float x = 0.f;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) sc = fmaf(q[gq][i], kf[i], sc);
+        for (int i = 0; i < 8; ++i) x = fmaf(q[gq][i], kf[i], x);
+        sc[gq][u] = x;
+      }
+    }
 #pragma unroll
-        for (int off = kLanesPerKey / 2; off > 0; off /= 2) sc += __shfl_xor_sync(0xffffffffu, sc, off);
-        if (!ok[u]) continue;
-        const float m_new = fmaxf(m[gq], sc);
-        const float corr = exp2f(m[gq] - m_new);
-        const float pr = exp2f(sc - m_new);
-        m[gq] = m_new;
-        l[gq] = l[gq] * corr + pr;
+    for (int gq = 0; gq < G; ++gq) {
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[gq][i] = fmaf(pr, vf[i], acc[gq][i] * corr);
+      for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+        for (int off = kLanesPerKey / 2; off > 0; off /= 2) sc[gq][u] += __shfl_xor_sync(0xffffffffu, sc[gq][u], off);
+        if (!ok[u]) sc[gq][u] = -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int gq = 0; gq < G; ++gq) {
+      float mx = m[gq];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) mx = fmaxf(mx, sc[gq][u]);
+      const float m_use = mx == -INFINITY ? 0.f : mx;
+      const float corr = ex2(m[gq] - m_use);
+      m[gq] = mx;
+      l[gq] *= corr;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[gq][i] *= corr;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const float pr = ex2(sc[gq][u] - m_use);
+        l[gq] += pr;
+        float vf[8];
+        to_float8(vr[u], vf, static_cast<const T*>(nullptr));
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[gq][i] = fmaf(pr, vf[i], acc[gq][i]);
       }
     }
   }

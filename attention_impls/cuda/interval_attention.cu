@@ -1,8 +1,8 @@
 // Visibility-interval attention on tensor cores (mma.sync m16n8k16, bf16/fp16 in, fp32
 // accumulate), FlashAttention-style online softmax.
 //
-// One CTA = 128 query rows of one (batch, query head), 8 warps of 16 rows. Keys come in tiles of
-// 64. A small kernel first summarises every key tile (min/max of lo and hi); the CTA then lists
+// One CTA = 128 query rows of one (batch, query head), 4 warps of 32 rows (two CTAs per SM).
+// Keys come in tiles of 64. A small kernel first summarises every key tile (min/max of lo and hi); the CTA then lists
 // the tiles whose intervals can reach its rows, marks those that are visible to every row
 // ("full": no per-element mask) and streams only them, double-buffered with cp.async. Query
 // tiles are issued heaviest first (the last rows see the most keys under causal-like patterns).
@@ -21,7 +21,9 @@ namespace {
 
 constexpr int kBlockM = 128;  // query rows per CTA
 constexpr int kBlockN = 64;   // keys per tile
-constexpr int kWarps = kBlockM / 16;
+constexpr int kWarps = 4;
+constexpr int kRowsPerWarp = kBlockM / kWarps;  // two m16 fragments: each K/V fragment read from
+constexpr int kFrags = kRowsPerWarp / 16;       // shared memory serves 32 rows
 constexpr int kThreads = kWarps * 32;
 constexpr int kListCap = kThreads;  // tiles examined per round
 
@@ -126,8 +128,14 @@ __global__ void summarise_tiles(const int32_t* lo, const int32_t* hi, int64_t sb
   out[idx] = s;
 }
 
+__device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p, const int4* __restrict__ summary) {
+__global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p, const int4* __restrict__ summary) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sq = reinterpret_cast<T*>(smem_raw);
   T* sk = sq + kBlockM * D;        // 2 buffers of kBlockN x D
@@ -143,6 +151,7 @@ __global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p,
   const int hkv = hq / (p.q_heads / p.kv_heads);
   const int m0 = m_tile * kBlockM;
   const int q_first = p.q_pos0 + m0;
+  const int q_end = p.q_pos0 + p.q_len;  // one past the last query position
   const int q_last = p.q_pos0 + min(m0 + kBlockM, p.q_len) - 1;
 
   const T* qbase = static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h;
@@ -150,30 +159,28 @@ __global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p,
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h;
   const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
   const int n_tiles = (p.kv_len + kBlockN - 1) / kBlockN;
   const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_tiles;
 
-  // Q tile -> shared -> registers (A fragments of this warp's 16 rows).
   load_tile<T, D, kBlockM>(sq, qbase, p.q_st.l, m0, p.q_len);
   cp_async_commit();
-  cp_async_wait_all();
-  __syncthreads();
-  uint32_t qa[D / 16][4];
-  {
-    const int row = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const int chunk = kk * 2 + (lane >> 4);
-      ldmatrix_x4(qa[kk], smem_addr(sq + swz<D>(row, chunk) * 8));
-    }
-  }
 
-  float o[D / 8][4];
+  float o[kFrags][D / 8][4];
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) o[f][i][0] = o[f][i][1] = o[f][i][2] = o[f][i][3] = 0.f;
+  float row_max[kFrags][2], row_sum[kFrags][2];
+  const int pos_warp = q_first + warp * kRowsPerWarp + g;  // + f * 16 + r * 8: this thread's rows
+#pragma unroll
+  for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      row_max[f][r] = -INFINITY;
+      row_sum[f][r] = 0.f;
+    }
   const float scale_log2 = p.scale * 1.4426950408889634f;
-  const int pos_row[2] = {q_first + warp * 16 + g, q_first + warp * 16 + g + 8};
 
   int it = 0;  // tiles processed so far (buffer parity)
   for (int base = 0; base < n_tiles; base += kListCap) {
@@ -183,9 +190,19 @@ __global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p,
       const int t = base + tid;
       if (t < n_tiles) {
         const int4 s = summ[t];
-        const bool any = !(s.x > q_last || s.w <= q_first);
+        bool any = !(s.x > q_last || s.w <= q_first);
         const bool complete = (t + 1) * kBlockN <= p.kv_len;
-        const bool full = complete && s.y <= q_first && s.z > q_last;
+        bool full = complete && s.y <= q_first && s.z > q_last;
+        if (any && sel != nullptr) {  // block selection: some / every query block of the tile chose it
+          bool some = false, every = true;
+          for (int qb = q_first / kBlockN; qb <= q_last / kBlockN; ++qb) {
+            const bool v = sel[static_cast<int64_t>(qb) * p.sel_stride_q + t] != 0;
+            some |= v;
+            every &= v;
+          }
+          any = some;
+          full = full && every;
+        }
         if (any) entry = t | (full ? 0 : int(0x80000000u));
       }
     }
@@ -209,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p,
     }
     for (int i = 0; i < count; ++i, ++it) {
       cp_async_wait_all();
-      __syncthreads();  // tile i visible to all; everyone is done with the other buffer
+      __syncthreads();  // tile i (and Q) visible to all; everyone is done with the other buffer
       if (i + 1 < count) {
         const int tn = s_list[i + 1] & 0x7fffffff;
         load_tile<T, D, kBlockN>(sk + ((it + 1) & 1) * kBlockN * D, kbase, p.k_st.l, tn * kBlockN, p.kv_len);
@@ -222,20 +239,30 @@ __global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p,
       const T* ck = sk + (it & 1) * kBlockN * D;
       const T* cv = sv + (it & 1) * kBlockN * D;
 
-      // S = Q K^T for 16 rows x 64 keys.
-      float s[kBlockN / 8][4];
+      // S = Q K^T: this warp's 32 rows x 64 keys; each K fragment serves both row fragments.
+      float s[kFrags][kBlockN / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < kBlockN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+      for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt) s[f][nt][0] = s[f][nt][1] = s[f][nt][2] = s[f][nt][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t qa[kFrags][4];
+#pragma unroll
+        for (int f = 0; f < kFrags; ++f) {
+          const int row = warp * kRowsPerWarp + f * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+          ldmatrix_x4(qa[f], smem_addr(sq + swz<D>(row, kk * 2 + (lane >> 4)) * 8));
+        }
 #pragma unroll
         for (int np = 0; np < kBlockN / 16; ++np) {
           uint32_t bf[4];
           const int row = np * 16 + (lane & 7) + ((lane >> 4) << 3);
-          const int chunk = kk * 2 + ((lane >> 3) & 1);
-          ldmatrix_x4(bf, smem_addr(ck + swz<D>(row, chunk) * 8));
-          Mma<T>::run(s[2 * np], qa[kk], bf[0], bf[1]);
-          Mma<T>::run(s[2 * np + 1], qa[kk], bf[2], bf[3]);
+          ldmatrix_x4(bf, smem_addr(ck + swz<D>(row, kk * 2 + ((lane >> 3) & 1)) * 8));
+#pragma unroll
+          for (int f = 0; f < kFrags; ++f) {
+            Mma<T>::run(s[f][2 * np], qa[f], bf[0], bf[1]);
+            Mma<T>::run(s[f][2 * np + 1], qa[f], bf[2], bf[3]);
+          }
         }
       }
       if (masked) {
@@ -251,77 +278,92 @@ __global__ void __launch_bounds__(kThreads, 1) interval_kernel(IntervalParams p,
               z = hi[key];
             }
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              if (!(a <= pos_row[r] && pos_row[r] < z)) s[nt][r * 2 + c] = -INFINITY;
+            for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+              for (int r = 0; r < 2; ++r) {
+                const int pos = pos_warp + f * 16 + r * 8;
+                bool vis = a <= pos && pos < z;
+                if (sel != nullptr) vis = vis && pos < q_end && sel[static_cast<int64_t>(pos / kBlockN) * p.sel_stride_q + tile] != 0;
+                if (!vis) s[f][nt][r * 2 + c] = -INFINITY;
+              }
+          }
+        }
+      }
+      // Online softmax (base 2), rows g and g + 8 of each row fragment.
+#pragma unroll
+      for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[f][nt][r * 2], s[f][nt][r * 2 + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float m_new = fmaxf(row_max[f][r], mx * scale_log2);
+          const float m_use = m_new == -INFINITY ? 0.f : m_new;
+          const float corr = ex2(row_max[f][r] - m_use);
+          row_max[f][r] = m_new;
+          row_sum[f][r] *= corr;
+#pragma unroll
+          for (int dt = 0; dt < D / 8; ++dt) {
+            o[f][dt][r * 2] *= corr;
+            o[f][dt][r * 2 + 1] *= corr;
+          }
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const float pv = ex2(fmaf(s[f][nt][r * 2 + c], scale_log2, -m_use));
+              s[f][nt][r * 2 + c] = pv;
+              row_sum[f][r] += pv;
             }
           }
         }
-      }
-      // Online softmax (base 2), rows g and g + 8 of the warp.
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < kBlockN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][r * 2], s[nt][r * 2 + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(row_max[r], mx * scale_log2);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;
-        const float corr = exp2f(row_max[r] - m_use);
-        row_max[r] = m_new;
-        row_sum[r] *= corr;
-#pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-          o[dt][r * 2] *= corr;
-          o[dt][r * 2 + 1] *= corr;
-        }
-#pragma unroll
-        for (int nt = 0; nt < kBlockN / 8; ++nt) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float pv = exp2f(fmaf(s[nt][r * 2 + c], scale_log2, -m_use));
-            s[nt][r * 2 + c] = pv;
-            row_sum[r] += pv;
-          }
-        }
-      }
-      // O += P V: the S accumulators of two key octets form one A fragment.
+      // O += P V: the S accumulators of two key octets form one A fragment; each V fragment
+      // serves both row fragments.
 #pragma unroll
       for (int kc = 0; kc < kBlockN / 16; ++kc) {
-        uint32_t pa[4];
-        pa[0] = Mma<T>::pack(s[2 * kc][0], s[2 * kc][1]);
-        pa[1] = Mma<T>::pack(s[2 * kc][2], s[2 * kc][3]);
-        pa[2] = Mma<T>::pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-        pa[3] = Mma<T>::pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+        uint32_t pa[kFrags][4];
+#pragma unroll
+        for (int f = 0; f < kFrags; ++f) {
+          pa[f][0] = Mma<T>::pack(s[f][2 * kc][0], s[f][2 * kc][1]);
+          pa[f][1] = Mma<T>::pack(s[f][2 * kc][2], s[f][2 * kc][3]);
+          pa[f][2] = Mma<T>::pack(s[f][2 * kc + 1][0], s[f][2 * kc + 1][1]);
+          pa[f][3] = Mma<T>::pack(s[f][2 * kc + 1][2], s[f][2 * kc + 1][3]);
+        }
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
           uint32_t bf[4];
           const int row = kc * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
-          const int chunk = dp * 2 + (lane >> 4);
-          ldmatrix_x4_trans(bf, smem_addr(cv + swz<D>(row, chunk) * 8));
-          Mma<T>::run(o[2 * dp], pa, bf[0], bf[1]);
-          Mma<T>::run(o[2 * dp + 1], pa, bf[2], bf[3]);
+          ldmatrix_x4_trans(bf, smem_addr(cv + swz<D>(row, dp * 2 + (lane >> 4)) * 8));
+#pragma unroll
+          for (int f = 0; f < kFrags; ++f) {
+            Mma<T>::run(o[f][2 * dp], pa[f], bf[0], bf[1]);
+            Mma<T>::run(o[f][2 * dp + 1], pa[f], bf[2], bf[3]);
+          }
         }
       }
     }
     __syncthreads();  // the list is rewritten by the next round
   }
 
-  // Normalise and store rows g and g + 8.
+  // Normalise and store rows g and g + 8 of each fragment.
   T* obase = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int row = m0 + warp * 16 + g + r * 8;
-    if (row < p.q_len) {
-      T* dst = obase + static_cast<int64_t>(row) * p.o_st.l + tig * 2;
+  for (int f = 0; f < kFrags; ++f)
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) Mma<T>::store2(dst + dt * 8, o[dt][r * 2] * inv, o[dt][r * 2 + 1] * inv);
+    for (int r = 0; r < 2; ++r) {
+      float l = row_sum[f][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int row = m0 + warp * kRowsPerWarp + f * 16 + g + r * 8;
+      if (row < p.q_len) {
+        T* dst = obase + static_cast<int64_t>(row) * p.o_st.l + tig * 2;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) Mma<T>::store2(dst + dt * 8, o[f][dt][r * 2] * inv, o[f][dt][r * 2 + 1] * inv);
+      }
     }
-  }
 }
 
 template <typename T, int D>

@@ -33,11 +33,16 @@ struct IntervalParams {
   int batch = 1, q_heads = 1, kv_heads = 1, q_len = 1, kv_len = 1, head_dim = 128;
   int q_pos0 = 0;
   float scale = 1.0f;
+  // Optional block selection (topk_block with 64-key blocks): key tile t is visible to the query
+  // at position p only if block_sel[b, hq, p / 64, t] != 0 (and its interval allows it).
+  const uint8_t* block_sel = nullptr;
+  int64_t sel_stride_b = 0, sel_stride_h = 0, sel_stride_q = 0;
   // Work space of interval_workspace_bytes(): per key tile the min/max of lo and hi.
   int32_t* tile_summary = nullptr;
 };
 
 size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len);
+constexpr int kSelectBlock = 64;  // the key tile, and the block size block_sel is written for
 void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t stream);
 
 // One query per (batch, query head) against keys that are all visible, held in up to three
