@@ -35,6 +35,10 @@ at::Tensor decode_attention(const at::Tensor&, const std::vector<std::pair<at::T
   throw std::logic_error("fast::decode_attention: this build has no CUDA kernels");
 }
 
+at::Tensor decode_attention_rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double) {
+  throw std::logic_error("fast::decode_attention_rows: this build has no CUDA kernels");
+}
+
 #else
 
 namespace {
@@ -178,6 +182,40 @@ at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<
   at::Tensor ws = at::empty({static_cast<int64_t>(cuda::decode_workspace_bytes(p) / sizeof(float))}, q.options().dtype(at::kFloat));
   p.workspace = ws.data_ptr<float>();
   if (lse) p.lse = lse->data_ptr<float>();
+  cuda::decode_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return out;
+}
+
+at::Tensor decode_attention_rows(const at::Tensor& q_in, const at::Tensor& k_store, const at::Tensor& v_store,
+                                 const at::Tensor& rows, double scale) {
+  if (!k_store.is_contiguous() || !v_store.is_contiguous()) {
+    throw std::invalid_argument("fast::decode_attention_rows: k_store and v_store must be contiguous");
+  }
+  const at::Tensor q = kernel_layout(q_in);
+  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3), N = rows.size(2);
+  const at::Tensor r32 = rows.to(at::kInt).contiguous();
+  at::Tensor out = at::empty({B, Hq, 1, D}, q.options());
+  if (N == 0) return out.zero_();
+  cuda::DecodeParams p;
+  p.segments = 1;
+  cuda::DecodeSegment& s = p.seg[0];
+  s.k = k_store.data_ptr();
+  s.v = v_store.data_ptr();
+  s.k_st = {k_store.stride(0), 0, k_store.stride(2)};
+  s.v_st = {v_store.stride(0), 0, v_store.stride(2)};
+  s.len = static_cast<int>(N);
+  s.rows = r32.data_ptr<int32_t>();
+  p.q = q.data_ptr();
+  p.out = out.data_ptr();
+  p.q_st = strides_of(q);
+  p.o_st = strides_of(out);
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(Hq);
+  p.kv_heads = static_cast<int>(Hq);  // every query head has its own rows
+  p.head_dim = static_cast<int>(D);
+  p.scale = static_cast<float>(scale);
+  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::decode_workspace_bytes(p) / sizeof(float))}, q.options().dtype(at::kFloat));
+  p.workspace = ws.data_ptr<float>();
   cuda::decode_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
   return out;
 }

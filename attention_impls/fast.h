@@ -40,4 +40,10 @@ constexpr int64_t kSelectBlock = 64;
 at::Tensor decode_attention(const at::Tensor& q1, const std::vector<std::pair<at::Tensor, at::Tensor>>& segments,
                             double scale, at::Tensor* lse = nullptr);
 
+// One query per (batch, query head) against rows gathered on the fly: query head h of batch b
+// attends to rows[b, h, :] of k_store/v_store viewed as [B, Hkv·cap, D] (row = kv head · cap +
+// position; k_store/v_store contiguous [B, Hkv, cap, D]). All those rows are visible.
+at::Tensor decode_attention_rows(const at::Tensor& q1, const at::Tensor& k_store, const at::Tensor& v_store,
+                                 const at::Tensor& rows, double scale);
+
 }  // namespace lcb::attn::fast

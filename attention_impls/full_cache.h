@@ -32,6 +32,9 @@ class FullCache : public Cache {
   }
 
   at::Tensor k, v;  // [B, Hkv, L, D], views of the storage once a token was appended
+  // The contiguous storage [B, Hkv, capacity, D] behind k/v (defined after the first append).
+  const at::Tensor& k_storage() const { return k_store_; }
+  const at::Tensor& v_storage() const { return v_store_; }
 
  private:
   at::Tensor k_store_, v_store_;

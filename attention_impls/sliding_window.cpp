@@ -24,6 +24,47 @@ class WindowCache final : public Cache {
   int64_t seen = 0;
 };
 
+// The fast path's window cache: sinks in their own slots, the window in a ring (position
+// j >= s in slot j % w), so a decode step writes one row and the kernel reads the rest in place
+// (sinks plus at most two arcs of the ring: three segments).
+class RingWindowCache final : public Cache {
+ public:
+  int64_t length() const override { return seen; }
+  // Rows the next query can see (what the reference cache keeps).
+  int64_t bytes() const override { return (std::min(s, seen) + window_rows(seen)) * row_bytes; }
+  // Ring positions before p that the query at position p sees: [max(s, p - w + 1), p).
+  int64_t window_rows(int64_t p) const { return std::max<int64_t>(0, p - std::max(s, p - w + 1)); }
+
+  // Stores position p (the next one).
+  void put(const at::Tensor& k1, const at::Tensor& v1) {
+    const int64_t p = seen;
+    at::Tensor& dk = p < s ? sink_k : ring_k;
+    at::Tensor& dv = p < s ? sink_v : ring_v;
+    const int64_t slot = p < s ? p : p % w;
+    dk.narrow(2, slot, 1).copy_(k1);
+    dv.narrow(2, slot, 1).copy_(v1);
+    seen += 1;
+  }
+  // The rows the query at position seen - 1 sees, as (k, v) segments.
+  std::vector<std::pair<at::Tensor, at::Tensor>> segments() const {
+    const int64_t p = seen - 1;
+    std::vector<std::pair<at::Tensor, at::Tensor>> out;
+    const int64_t n_sink = std::min(s, p + 1);
+    if (n_sink > 0) out.emplace_back(sink_k.narrow(2, 0, n_sink), sink_v.narrow(2, 0, n_sink));
+    const int64_t first = std::max(s, p - w + 1), count = p + 1 - first;
+    if (count > 0) {
+      const int64_t start = first % w, head = std::min(count, w - start);
+      out.emplace_back(ring_k.narrow(2, start, head), ring_v.narrow(2, start, head));
+      if (count > head) out.emplace_back(ring_k.narrow(2, 0, count - head), ring_v.narrow(2, 0, count - head));
+    }
+    return out;
+  }
+
+  at::Tensor sink_k, sink_v;  // [B, Hkv, s, D]
+  at::Tensor ring_k, ring_v;  // [B, Hkv, w, D]
+  int64_t s = 0, w = 1, seen = 0, row_bytes = 0;
+};
+
 class SlidingWindow final : public Attention {
  public:
   SlidingWindow(int64_t window, int64_t sink) : w_(window), s_(sink) {}
@@ -45,7 +86,9 @@ class SlidingWindow final : public Attention {
     const ref::MaskFn mask = [&](int64_t r0, int64_t rows, const at::Tensor&) {
       return visible(ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device()), key_pos);
     };
-    if (cache) {
+    if (cache && use_ring(q, k, v, opts)) {
+      *cache = make_ring(k, v);
+    } else if (cache) {
       auto c = std::make_unique<WindowCache>();
       c->k = k;
       c->v = v;
@@ -73,6 +116,20 @@ class SlidingWindow final : public Attention {
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
                     const Options& opts) const override {
     check_decode_step(q1, k1, v1, "swa");
+    if (auto* ring = dynamic_cast<RingWindowCache*>(&cache)) {
+      ring->put(k1, v1);
+      const double scale = ref::softmax_scale(opts, q1.size(3));
+      const auto segs = ring->segments();
+      if (fast::reason_not_decode(q1, k1, v1, opts).empty()) return fast::decode_attention(q1, segs, scale);
+      // Reference math over the same rows (all visible).
+      std::vector<at::Tensor> ks, vs;
+      for (const auto& [sk, sv] : segs) {
+        ks.push_back(sk);
+        vs.push_back(sv);
+      }
+      return ref::masked_attention(q1, at::cat(ks, 2), at::cat(vs, 2), scale, 1,
+                                   [](int64_t, int64_t, const at::Tensor& logits) { return at::ones_like(logits, at::kBool); });
+    }
     auto& c = cache_as<WindowCache>(cache, "swa");
     const int64_t p = c.seen;
     c.k = at::cat({c.k, k1}, 2);
@@ -110,6 +167,35 @@ class SlidingWindow final : public Attention {
   }
 
  private:
+  // The ring cache needs the kernels and bounded sink and window slots.
+  bool use_ring(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts) const {
+    return fast::reason_not_decode(q, k, v, opts).empty() && s_ <= (1 << 16) && w_ <= (1 << 17);
+  }
+
+  std::unique_ptr<RingWindowCache> make_ring(const at::Tensor& k, const at::Tensor& v) const {
+    auto c = std::make_unique<RingWindowCache>();
+    const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
+    c->s = s_;
+    c->w = w_;
+    c->row_bytes = 2 * B * H * D * static_cast<int64_t>(k.element_size());
+    c->sink_k = at::empty({B, H, s_, D}, k.options());
+    c->sink_v = at::empty({B, H, s_, D}, v.options());
+    c->ring_k = at::empty({B, H, w_, D}, k.options());
+    c->ring_v = at::empty({B, H, w_, D}, v.options());
+    const int64_t n_sink = std::min(s_, L);
+    c->sink_k.narrow(2, 0, n_sink).copy_(k.narrow(2, 0, n_sink));
+    c->sink_v.narrow(2, 0, n_sink).copy_(v.narrow(2, 0, n_sink));
+    // Positions [max(s, L - w + 1), L) go to slots j % w: at most two contiguous pieces.
+    for (int64_t j = std::max(s_, L - w_ + 1); j < L;) {
+      const int64_t n = std::min(L - j, w_ - j % w_);
+      c->ring_k.narrow(2, j % w_, n).copy_(k.narrow(2, j, n));
+      c->ring_v.narrow(2, j % w_, n).copy_(v.narrow(2, j, n));
+      j += n;
+    }
+    c->seen = L;
+    return c;
+  }
+
   // Drops keys no later query can see: the next query sits at position `seen`. Positions are
   // ascending, so the kept ones are a prefix (sinks, < s) and a suffix (> seen - w).
   void evict(WindowCache& c) const {

@@ -14,6 +14,37 @@
 namespace lcb::attn {
 namespace {
 
+// The fast decode's cache: every key, plus per 64-key block the elementwise min and max of the
+// keys (the summaries the selection bounds use), kept up to date as tokens are appended.
+class BlockSummaryCache final : public FullCache {
+ public:
+  BlockSummaryCache(at::Tensor k0, at::Tensor v0, int64_t block) : FullCache(std::move(k0), std::move(v0)), block_(block) {
+    const int64_t L = k.size(2), nb = (L + block - 1) / block, pad = nb * block - L;
+    const int64_t B = k.size(0), H = k.size(1), D = k.size(3);
+    kmin = at::constant_pad_nd(k, {0, 0, 0, pad}, INFINITY).view({B, H, nb, block, D}).amin(3);
+    kmax = at::constant_pad_nd(k, {0, 0, 0, pad}, -INFINITY).view({B, H, nb, block, D}).amax(3);
+  }
+  int64_t bytes() const override {
+    return FullCache::bytes() + 2 * kmin.numel() * static_cast<int64_t>(kmin.element_size());
+  }
+  void append_token(const at::Tensor& k1, const at::Tensor& v1) {
+    const int64_t p = length();
+    append(k1, v1);
+    if (p % block_ == 0) {  // a new block starts
+      kmin = at::cat({kmin, k1}, 2);
+      kmax = at::cat({kmax, k1}, 2);
+    } else {
+      at::Tensor lo = kmin.narrow(2, p / block_, 1), hi = kmax.narrow(2, p / block_, 1);
+      lo.copy_(at::minimum(lo, k1));
+      hi.copy_(at::maximum(hi, k1));
+    }
+  }
+  at::Tensor kmin, kmax;  // [B, Hkv, blocks, D], input dtype (min and max are exact)
+
+ private:
+  int64_t block_;
+};
+
 class TopKBlock final : public Attention {
  public:
   TopKBlock(int64_t block, int64_t k) : b_(block), k_(k) {}
@@ -67,8 +98,15 @@ class TopKBlock final : public Attention {
       const at::Tensor per_key = per_block.repeat_interleave(b_, -1).narrow(-1, 0, s.kv_len);
       return per_key.logical_and(ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()));
     };
-    if (cache) *cache = std::make_unique<FullCache>(k, v);
-    if (b_ == fast::kSelectBlock && s.q_len == s.kv_len && fast::reason_not(q, k, v, opts).empty()) {
+    const bool fast_path = b_ == fast::kSelectBlock && s.q_len == s.kv_len && fast::reason_not(q, k, v, opts).empty();
+    if (cache) {
+      if (fast_path) {
+        *cache = std::make_unique<BlockSummaryCache>(k, v, b_);
+      } else {
+        *cache = std::make_unique<FullCache>(k, v);
+      }
+    }
+    if (fast_path) {
       Output o;
       o.backend = "cuda-interval";
       const at::Tensor lo = at::arange(s.kv_len, at::TensorOptions().dtype(at::kLong).device(q.device()));
@@ -84,7 +122,48 @@ class TopKBlock final : public Attention {
   // The decode query forms its own query block; selection uses it alone.
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
                     const Options& opts) const override {
-    return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
+    auto* bc = dynamic_cast<BlockSummaryCache*>(&cache);
+    if (bc == nullptr || !fast::reason_not_decode(q1, k1, v1, opts).empty()) {
+      if (bc != nullptr) {  // the reference over the same keys; keep the summaries current
+        check_decode_step(q1, k1, v1, "topk_block");
+        bc->append_token(k1, v1);
+        return forward(q1, bc->k, bc->v, opts, nullptr).out;
+      }
+      return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
+    }
+    check_decode_step(q1, k1, v1, "topk_block");
+    bc->append_token(k1, v1);
+    return decode_fast(q1, *bc, ref::softmax_scale(opts, q1.size(3)));
+  }
+
+  // Selection as select_blocks() does for one query (bounds in float32 from the kept summaries),
+  // then the decode kernel over the selected rows, gathered on the fly.
+  at::Tensor decode_fast(const at::Tensor& q1, BlockSummaryCache& c, double scale) const {
+    at::NoGradGuard no_grad;
+    const int64_t B = q1.size(0), Hq = q1.size(1), D = q1.size(3), Hkv = c.k.size(1), Gq = Hq / Hkv;
+    const int64_t L = c.length(), p = L - 1, qb = p / b_, cap = c.k_storage().size(2);
+    const auto lopt = at::TensorOptions().dtype(at::kLong).device(q1.device());
+    at::Tensor blocks;  // [B, Hq, n] full blocks attended besides the diagonal one
+    if (qb >= 1) {
+      blocks = at::zeros({B, Hq, 1}, lopt);  // the first block
+      const int64_t candidates = qb - 1, chosen = std::min(k_, candidates);
+      if (chosen > 0) {
+        const at::Tensor qf = q1.to(at::kFloat).reshape({B, Hkv, Gq, D});
+        const at::Tensor kmax = c.kmax.narrow(2, 1, candidates).to(at::kFloat);
+        const at::Tensor kmin = c.kmin.narrow(2, 1, candidates).to(at::kFloat);
+        const at::Tensor ub = at::matmul(qf.clamp_min(0), kmax.transpose(-2, -1)) +
+                              at::matmul(qf.clamp_max(0), kmin.transpose(-2, -1));  // [B, Hkv, Gq, candidates]
+        const at::Tensor top = std::get<1>(ub.reshape({B, Hq, candidates}).topk(chosen, -1)) + 1;
+        blocks = at::cat({blocks, top}, -1);
+      }
+    }
+    const at::Tensor within = at::arange(b_, lopt);
+    at::Tensor rows = at::arange(qb * b_, L, lopt).expand({B, Hq, L - qb * b_});  // the diagonal block
+    if (blocks.defined()) {
+      rows = at::cat({(blocks.unsqueeze(-1) * b_ + within).reshape({B, Hq, -1}), rows}, -1);
+    }
+    const at::Tensor head_rows = (at::arange(Hq, lopt).div(Gq, "floor") * cap).view({1, Hq, 1});
+    return fast::decode_attention_rows(q1, c.k_storage(), c.v_storage(), rows + head_rows, scale);
   }
 
   std::optional<Cost> cost(const Shape& s) const override {

@@ -51,6 +51,12 @@ __device__ __forceinline__ void key_rows(const DecodeParams& p, int b, int h, in
   int s = 0;
   while (s + 1 < p.segments && n >= p.seg[s].len) n -= p.seg[s++].len;
   const DecodeSegment& g = p.seg[s];
+  if (g.rows != nullptr) {
+    const int64_t row = g.rows[(static_cast<int64_t>(b) * p.kv_heads + h) * g.len + n];
+    k = static_cast<const T*>(g.k) + b * g.k_st.b + row * g.k_st.l;
+    v = static_cast<const T*>(g.v) + b * g.v_st.b + row * g.v_st.l;
+    return;
+  }
   k = static_cast<const T*>(g.k) + b * g.k_st.b + h * g.k_st.h + static_cast<int64_t>(n) * g.k_st.l;
   v = static_cast<const T*>(g.v) + b * g.v_st.b + h * g.v_st.h + static_cast<int64_t>(n) * g.v_st.l;
 }
@@ -64,7 +70,7 @@ __device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int total, int keys_per_split) {
-  constexpr int kUnroll = G <= 2 ? 8 : 4;  // keys per lane group and iteration: loads in flight
+  constexpr int kUnroll = G <= 4 ? 8 : 4;  // keys per lane group and iteration: loads in flight
   constexpr int kLanesPerKey = D / 8;
   constexpr int kKeysPerWarp = 32 / kLanesPerKey;
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -134,23 +140,27 @@ __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int tot
         if (!ok[u]) sc[gq][u] = -INFINITY;
       }
     }
+    float m_use[G];
 #pragma unroll
     for (int gq = 0; gq < G; ++gq) {
       float mx = m[gq];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) mx = fmaxf(mx, sc[gq][u]);
-      const float m_use = mx == -INFINITY ? 0.f : mx;
-      const float corr = ex2(m[gq] - m_use);
+      m_use[gq] = mx == -INFINITY ? 0.f : mx;
+      const float corr = ex2(m[gq] - m_use[gq]);
       m[gq] = mx;
       l[gq] *= corr;
 #pragma unroll
       for (int i = 0; i < 8; ++i) acc[gq][i] *= corr;
+    }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const float pr = ex2(sc[gq][u] - m_use);
+    for (int u = 0; u < kUnroll; ++u) {
+      float vf[8];  // converted once, used by every head
+      to_float8(vr[u], vf, static_cast<const T*>(nullptr));
+#pragma unroll
+      for (int gq = 0; gq < G; ++gq) {
+        const float pr = ex2(sc[gq][u] - m_use[gq]);
         l[gq] += pr;
-        float vf[8];
-        to_float8(vr[u], vf, static_cast<const T*>(nullptr));
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[gq][i] = fmaf(pr, vf[i], acc[gq][i]);
       }
@@ -250,7 +260,13 @@ void launch_groups(const DecodeParams& p, cudaStream_t stream) {
 
 int decode_splits(const DecodeParams& p) {
   const int total = std::max(1, total_keys(p));
-  const int ctas_wanted = 132 * 4;  // a few CTAs per SM of the H200
+  // Enough CTAs for several waves over every SM, so the last wave's idle share stays small.
+  static const int sms = [] {
+    int device = 0, n = 132;
+    if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+    return n;
+  }();
+  const int ctas_wanted = sms * 12;
   const int by_work = (total + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
   const int by_occupancy = std::max(1, ctas_wanted / std::max(1, p.batch * p.kv_heads));
   return std::max(1, std::min(by_work, by_occupancy));

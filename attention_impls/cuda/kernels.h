@@ -53,6 +53,9 @@ struct DecodeSegment {
   const void* v = nullptr;
   Strides k_st, v_st;
   int len = 0;
+  // Optional gather: key n of (b, h) is row rows[(b·Hkv + h)·len + n] of batch b's K/V
+  // (address k + b·k_st.b + row·k_st.l; k_st.h is then unused).
+  const int32_t* rows = nullptr;
 };
 
 struct DecodeParams {

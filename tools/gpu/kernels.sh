@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA kernels on the GPU machine: builds, runs the GPU suite (kernels against their
-# references, every implementation CUDA vs CPU, a sweep), compute-sanitizer on the kernel tests,
-# then lcb_bench. Logs and bench.json land in OUT_DIR; the benchmark table is printed last.
+# references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16),
+# the GPU sweep of harness/configs/gpu.json, compute-sanitizer on the kernel tests. Logs,
+# bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last.
 #
 #   tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]
 set -uo pipefail
@@ -10,7 +11,7 @@ OUT_DIR=${1:?usage: tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]}
 DEB_DIR=${2:-.gpu-debs}
 shift $(( $# >= 2 ? 2 : 1 ))
 mkdir -p "$OUT_DIR"
-LCB_GPU_TARGETS="lcb_gpu_test lcb_bench" source tools/gpu/build.sh
+LCB_GPU_TARGETS="lcb lcb_gpu_test lcb_bench" source tools/gpu/build.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT_DIR/env.txt"
 
 build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
@@ -21,10 +22,19 @@ t0=$(date +%s)
 build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json "$@" >"$OUT_DIR/bench.txt" 2>&1
 echo "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
 
-compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.SegmentsMatch*' \
+build-gpu/lcb_bench --modes=decode --heads=gqa --lengths=16384 --batch=16 --benchmark_out="$OUT_DIR/bench_b16.json" \
+  --benchmark_out_format=json >"$OUT_DIR/bench_b16.txt" 2>&1
+echo "lcb_bench decode B=16: exit $?"
+
+t0=$(date +%s)
+build-gpu/lcb run --config harness/configs/gpu.json --db "$OUT_DIR/gpu.sqlite" >"$OUT_DIR/sweep.txt" 2>"$OUT_DIR/sweep.progress"
+echo "sweep (harness/configs/gpu.json): $(tail -n1 "$OUT_DIR/sweep.txt") [$(( $(date +%s) - t0 )) s]"
+
+timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 echo "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 
 grep -E "ERROR OCCURRED|error_message" "$OUT_DIR/bench.txt" | head -n 20
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
+sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_b16.txt"
