@@ -70,7 +70,7 @@ __device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int total, int keys_per_split) {
-  constexpr int kUnroll = G <= 4 ? 8 : 4;  // keys per lane group and iteration: loads in flight
+  constexpr int kUnroll = G <= 2 ? 8 : 4;  // keys per lane group and iteration: loads in flight
   constexpr int kLanesPerKey = D / 8;
   constexpr int kKeysPerWarp = 32 / kLanesPerKey;
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -260,13 +260,14 @@ void launch_groups(const DecodeParams& p, cudaStream_t stream) {
 
 int decode_splits(const DecodeParams& p) {
   const int total = std::max(1, total_keys(p));
-  // Enough CTAs for several waves over every SM, so the last wave's idle share stays small.
+  // A few CTAs per SM: more splits cost more than they gain (H200: 4 per SM measured faster than
+  // 12 per SM at 16K-128K, BENCHMARKS.md).
   static const int sms = [] {
     int device = 0, n = 132;
     if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
     return n;
   }();
-  const int ctas_wanted = sms * 12;
+  const int ctas_wanted = sms * 4;
   const int by_work = (total + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
   const int by_occupancy = std::max(1, ctas_wanted / std::max(1, p.batch * p.kv_heads));
   return std::max(1, std::min(by_work, by_occupancy));

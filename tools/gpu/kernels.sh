@@ -4,7 +4,7 @@
 # the GPU sweep of harness/configs/gpu.json, compute-sanitizer on the kernel tests. Logs,
 # bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last.
 #
-#   tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]
+#   tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]     (LCB_SKIP_SWEEP=1: no sweep)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT_DIR=${1:?usage: tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]}
@@ -26,9 +26,11 @@ build-gpu/lcb_bench --modes=decode --heads=gqa --lengths=16384 --batch=16 --benc
   --benchmark_out_format=json >"$OUT_DIR/bench_b16.txt" 2>&1
 echo "lcb_bench decode B=16: exit $?"
 
-t0=$(date +%s)
-build-gpu/lcb run --config harness/configs/gpu.json --db "$OUT_DIR/gpu.sqlite" >"$OUT_DIR/sweep.txt" 2>"$OUT_DIR/sweep.progress"
-echo "sweep (harness/configs/gpu.json): $(tail -n1 "$OUT_DIR/sweep.txt") [$(( $(date +%s) - t0 )) s]"
+if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
+  t0=$(date +%s)
+  build-gpu/lcb run --config harness/configs/gpu.json --db "$OUT_DIR/gpu.sqlite" >"$OUT_DIR/sweep.txt" 2>"$OUT_DIR/sweep.progress"
+  echo "sweep (harness/configs/gpu.json): $(tail -n1 "$OUT_DIR/sweep.txt") [$(( $(date +%s) - t0 )) s]"
+fi
 
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
   --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.*' \
