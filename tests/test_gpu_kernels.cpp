@@ -12,6 +12,7 @@
 #include <torch/cuda.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace lcb {
 namespace {
@@ -40,9 +41,18 @@ struct Case {
   int64_t L, hq, hkv, d;
 };
 
+// Head dim 128 has two kernels (wgmma, the default, and mma.sync); LCB_INTERVAL_KERNEL picks one.
+class IntervalVariant {
+ public:
+  explicit IntervalVariant(const char* name) { setenv("LCB_INTERVAL_KERNEL", name, 1); }
+  ~IntervalVariant() { unsetenv("LCB_INTERVAL_KERNEL"); }
+};
+
 TEST(IntervalKernel, CausalDenseMatchesFloat64) {
   REQUIRE_GPU();
+  for (const char* variant : {"wgmma", "mma"})
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    const IntervalVariant use(variant);
     for (const Case c : {Case{1, 4, 1, 64}, Case{17, 8, 2, 128}, Case{129, 8, 8, 64}, Case{1013, 32, 4, 128},
                          Case{4099, 8, 1, 128}}) {
       const auto in = test::random_qkv(1, c.hq, c.hkv, c.L, c.L, c.d, 100 + c.L, dtype, kCuda);
@@ -54,8 +64,10 @@ TEST(IntervalKernel, CausalDenseMatchesFloat64) {
       ref.reference = true;
       const double ref_err = test::rel_l2(attn::make_attention("dense")->forward(in.q, in.k, in.v, ref).out, want);
       const double err = test::rel_l2(got, want);
-      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err))
-          << test::dtype_name(dtype) << " L=" << c.L << " Hq=" << c.hq << " Hkv=" << c.hkv << " D=" << c.d;
+      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << variant << " " << test::dtype_name(dtype) << " L=" << c.L
+                                                             << " Hq=" << c.hq << " Hkv=" << c.hkv << " D=" << c.d;
+      if (c.d == 128) std::printf("interval %s %s L=%lld rel_err=%.2e (reference %.2e)\n", variant, test::dtype_name(dtype),
+                                  static_cast<long long>(c.L), err, ref_err);
     }
   }
 }
@@ -64,7 +76,9 @@ TEST(IntervalKernel, CausalDenseMatchesFloat64) {
 // query rows seeing nothing, queries offset from position 0 (q_pos0), batch 2.
 TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
   REQUIRE_GPU();
+  for (const char* variant : {"wgmma", "mma"})
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    const IntervalVariant use(variant);
     for (const Case c : {Case{77, 4, 2, 64}, Case{333, 8, 1, 128}, Case{1500, 12, 4, 128}}) {
       const int64_t N = c.L + 37, q_pos0 = 50;
       const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, N, c.d, 7 + c.L, dtype, kCuda);
@@ -81,7 +95,8 @@ TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
       const at::Tensor ref32 = interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo_d, hi_d, q_pos0)
                                    .to(dtype);
       const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32, want);
-      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << test::dtype_name(dtype) << " L=" << c.L << " D=" << c.d;
+      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << variant << " " << test::dtype_name(dtype) << " L=" << c.L
+                                                             << " D=" << c.d;
       EXPECT_TRUE(test::all_finite(got));
     }
   }

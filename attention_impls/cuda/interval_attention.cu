@@ -6,18 +6,15 @@
 // the tiles whose intervals can reach its rows, marks those that are visible to every row
 // ("full": no per-element mask) and streams only them, double-buffered with cp.async. Query
 // tiles are issued heaviest first (the last rows see the most keys under causal-like patterns).
-#include "attention_impls/cuda/kernels.h"
+#include "attention_impls/cuda/common.cuh"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
-#include <cstdio>
-#include <stdexcept>
-#include <string>
+#include <cstdlib>
+#include <cstring>
 
 namespace lcb::attn::cuda {
 namespace {
+
+using namespace detail;
 
 constexpr int kBlockM = 128;  // query rows per CTA
 constexpr int kBlockN = 64;   // keys per tile
@@ -26,67 +23,6 @@ constexpr int kRowsPerWarp = kBlockM / kWarps;  // two m16 fragments: each K/V f
 constexpr int kFrags = kRowsPerWarp / 16;       // shared memory serves 32 rows
 constexpr int kThreads = kWarps * 32;
 constexpr int kListCap = kThreads;  // tiles examined per round
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("interval attention: ") + what + ": " + cudaGetErrorString(e));
-}
-
-template <typename T>
-struct Mma;
-
-template <>
-struct Mma<__nv_bfloat16> {
-  __device__ static void run(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  __device__ static uint32_t pack(float x, float y) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-    return *reinterpret_cast<uint32_t*>(&h);
-  }
-  __device__ static void store2(__nv_bfloat16* p, float x, float y) {
-    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
-  }
-};
-
-template <>
-struct Mma<__half> {
-  __device__ static void run(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  __device__ static uint32_t pack(float x, float y) {
-    __half2 h = __floats2half2_rn(x, y);
-    return *reinterpret_cast<uint32_t*>(&h);
-  }
-  __device__ static void store2(__half* p, float x, float y) { *reinterpret_cast<__half2*>(p) = __floats2half2_rn(x, y); }
-};
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  const int bytes = valid ? 16 : 0;  // 0: zero-fill the destination
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
 
 // Shared-memory tile of `rows` x D elements stored as 16-byte chunks, chunk c of row r at
 // position c ^ (r & 7): ldmatrix's eight row addresses then hit eight different bank groups.
@@ -126,12 +62,6 @@ __global__ void summarise_tiles(const int32_t* lo, const int32_t* hi, int64_t sb
     s.w = max(s.w, e);
   }
   out[idx] = s;
-}
-
-__device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 }
 
 template <typename T, int D>
@@ -184,40 +114,8 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
 
   int it = 0;  // tiles processed so far (buffer parity)
   for (int base = 0; base < n_tiles; base += kListCap) {
-    // List the tiles of this round that some row can see; flag those that need masks.
-    int entry = -1;
-    {
-      const int t = base + tid;
-      if (t < n_tiles) {
-        const int4 s = summ[t];
-        bool any = !(s.x > q_last || s.w <= q_first);
-        const bool complete = (t + 1) * kBlockN <= p.kv_len;
-        bool full = complete && s.y <= q_first && s.z > q_last;
-        if (any && sel != nullptr) {  // block selection: some / every query block of the tile chose it
-          bool some = false, every = true;
-          for (int qb = q_first / kBlockN; qb <= q_last / kBlockN; ++qb) {
-            const bool v = sel[static_cast<int64_t>(qb) * p.sel_stride_q + t] != 0;
-            some |= v;
-            every &= v;
-          }
-          any = some;
-          full = full && every;
-        }
-        if (any) entry = t | (full ? 0 : int(0x80000000u));
-      }
-    }
-    const unsigned ballot = __ballot_sync(0xffffffffu, entry != -1);
-    if (lane == 0) s_warp_count[warp] = __popc(ballot);
-    __syncthreads();
-    int offset = 0, count = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      offset += w < warp ? s_warp_count[w] : 0;
-      count += s_warp_count[w];
-    }
-    if (entry != -1) s_list[offset + __popc(ballot & ((1u << lane) - 1))] = entry;
-    __syncthreads();
-
+    const int count = list_tiles<kThreads>(summ, n_tiles, base, q_first, q_last, p.kv_len, kBlockN, sel, p.sel_stride_q,
+                                           s_list, s_warp_count);
     if (count > 0) {
       const int t0 = s_list[0] & 0x7fffffff;
       load_tile<T, D, kBlockN>(sk + (it & 1) * kBlockN * D, kbase, p.k_st.l, t0 * kBlockN, p.kv_len);
@@ -281,10 +179,9 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
             for (int f = 0; f < kFrags; ++f)
 #pragma unroll
               for (int r = 0; r < 2; ++r) {
-                const int pos = pos_warp + f * 16 + r * 8;
-                bool vis = a <= pos && pos < z;
-                if (sel != nullptr) vis = vis && pos < q_end && sel[static_cast<int64_t>(pos / kBlockN) * p.sel_stride_q + tile] != 0;
-                if (!vis) s[f][nt][r * 2 + c] = -INFINITY;
+                if (!visible(a, z, pos_warp + f * 16 + r * 8, sel, p.sel_stride_q, tile, kBlockN, q_end)) {
+                  s[f][nt][r * 2 + c] = -INFINITY;
+                }
               }
           }
         }
@@ -391,7 +288,11 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   summarise_tiles<<<(total + 255) / 256, 256, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads,
                                                            p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
   check(cudaGetLastError(), "tile summary launch");
-  if (dtype == Dtype::kBFloat16) {
+  // Head dim 128 runs the wgmma kernel unless LCB_INTERVAL_KERNEL=mma asks for the mma.sync one.
+  const char* choice = std::getenv("LCB_INTERVAL_KERNEL");
+  if (p.head_dim == 128 && !(choice != nullptr && std::strcmp(choice, "mma") == 0)) {
+    launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), stream);
+  } else if (dtype == Dtype::kBFloat16) {
     p.head_dim == 128 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__nv_bfloat16, 64>(p, stream);
   } else {
     p.head_dim == 128 ? launch<__half, 128>(p, stream) : launch<__half, 64>(p, stream);

@@ -14,13 +14,17 @@ mkdir -p "$OUT_DIR"
 LCB_GPU_TARGETS="lcb lcb_gpu_test lcb_bench" source tools/gpu/build.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT_DIR/env.txt"
 
-build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
-echo "gpu suite: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.log" | tr '\n' ' ')"
-grep -E "^\[  FAILED  \]|Failure|error:|rel|Expected|Which is" "$OUT_DIR/gpu_test.log" | head -n 30
+timeout 240 build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
+echo "gpu suite: exit $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.log" | tr '\n' ' ')"
+grep -E "^\[  FAILED  \]|Failure|error:|^interval|Expected|Which is" "$OUT_DIR/gpu_test.log" | head -n 40
 
 t0=$(date +%s)
-build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json "$@" >"$OUT_DIR/bench.txt" 2>&1
+timeout 300 build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json "$@" >"$OUT_DIR/bench.txt" 2>&1
 echo "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
+
+LCB_INTERVAL_KERNEL=mma build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=16384,65536 \
+  --impls="sdpa;dense-interval;swa:window=4096;dga:m=16,gamma=0.1" >"$OUT_DIR/bench_mma.txt" 2>&1
+echo "lcb_bench prefill with LCB_INTERVAL_KERNEL=mma: exit $?"
 
 build-gpu/lcb_bench --modes=decode --heads=gqa --lengths=16384 --batch=16 --benchmark_out="$OUT_DIR/bench_b16.json" \
   --benchmark_out_format=json >"$OUT_DIR/bench_b16.txt" 2>&1
@@ -33,10 +37,11 @@ if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
 fi
 
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.*' \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.SegmentsMatch*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 echo "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 
 grep -E "ERROR OCCURRED|error_message" "$OUT_DIR/bench.txt" | head -n 20
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_b16.txt"
+echo "with LCB_INTERVAL_KERNEL=mma:"; sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_mma.txt"
