@@ -41,7 +41,8 @@ struct Case {
   int64_t L, hq, hkv, d;
 };
 
-// Head dim 128 has two kernels (wgmma, the default, and mma.sync); LCB_INTERVAL_KERNEL picks one.
+// Head dim 128 has three kernels (wgmma with 128-key tiles, the default; wgmma with 64-key tiles;
+// mma.sync); LCB_INTERVAL_KERNEL picks one.
 class IntervalVariant {
  public:
   explicit IntervalVariant(const char* name) { setenv("LCB_INTERVAL_KERNEL", name, 1); }
@@ -50,7 +51,7 @@ class IntervalVariant {
 
 TEST(IntervalKernel, CausalDenseMatchesFloat64) {
   REQUIRE_GPU();
-  for (const char* variant : {"wgmma", "mma"})
+  for (const char* variant : {"wgmma", "wgmma64", "mma"})
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
     const IntervalVariant use(variant);
     for (const Case c : {Case{1, 4, 1, 64}, Case{17, 8, 2, 128}, Case{129, 8, 8, 64}, Case{1013, 32, 4, 128},
@@ -76,7 +77,7 @@ TEST(IntervalKernel, CausalDenseMatchesFloat64) {
 // query rows seeing nothing, queries offset from position 0 (q_pos0), batch 2.
 TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
   REQUIRE_GPU();
-  for (const char* variant : {"wgmma", "mma"})
+  for (const char* variant : {"wgmma", "wgmma64", "mma"})
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
     const IntervalVariant use(variant);
     for (const Case c : {Case{77, 4, 2, 64}, Case{333, 8, 1, 128}, Case{1500, 12, 4, 128}}) {

@@ -89,29 +89,43 @@ __device__ __forceinline__ bool visible(int lo, int hi, int pos, const uint8_t* 
   return vis;
 }
 
-// One round of listing: of the key tiles [base, base + kThreads), those some query row in
+// One round of listing. Listed tiles are kSub consecutive summarised tiles of `block` keys
+// (n_sub of those in all). Of the listed tiles [base, base + kThreads), those some query row in
 // [q_first, q_last] can see go to s_list in order, as tile | 0x80000000 when they need
 // per-element masks (tiles visible to every row, complete and fully selected, need none).
 // Returns how many. Every thread of the block calls it; s_warp_count has kThreads / 32 slots.
-template <int kThreads>
-__device__ __forceinline__ int list_tiles(const int4* summ, int n_tiles, int base, int q_first, int q_last, int kv_len,
+template <int kThreads, int kSub = 1>
+__device__ __forceinline__ int list_tiles(const int4* summ, int n_sub, int base, int q_first, int q_last, int kv_len,
                                           int block, const uint8_t* sel, int64_t sel_stride_q, int* s_list,
                                           int* s_warp_count) {
   constexpr int kWarps = kThreads / 32;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int n_tiles = (n_sub + kSub - 1) / kSub;
   int entry = -1;
   const int t = base + tid;
   if (t < n_tiles) {
-    const int4 s = summ[t];  // min lo, max lo, min hi, max hi
+    int4 s = summ[t * kSub];  // min lo, max lo, min hi, max hi
+#pragma unroll
+    for (int u = 1; u < kSub; ++u) {
+      if (t * kSub + u < n_sub) {
+        const int4 x = summ[t * kSub + u];
+        s = make_int4(min(s.x, x.x), max(s.y, x.y), min(s.z, x.z), max(s.w, x.w));
+      }
+    }
     bool any = !(s.x > q_last || s.w <= q_first);
-    const bool complete = (t + 1) * block <= kv_len;
+    const bool complete = (t + 1) * kSub * block <= kv_len;
     bool full = complete && s.y <= q_first && s.z > q_last;
-    if (any && sel != nullptr) {  // block selection: some / every query block of the tile chose it
+    if (any && sel != nullptr) {  // block selection: some / every (query block, key block) pair chose it
       bool some = false, every = true;
       for (int qb = q_first / block; qb <= q_last / block; ++qb) {
-        const bool v = sel[static_cast<int64_t>(qb) * sel_stride_q + t] != 0;
-        some |= v;
-        every &= v;
+#pragma unroll
+        for (int u = 0; u < kSub; ++u) {
+          if (t * kSub + u < n_sub) {
+            const bool v = sel[static_cast<int64_t>(qb) * sel_stride_q + t * kSub + u] != 0;
+            some |= v;
+            every &= v;
+          }
+        }
       }
       any = some;
       full = full && every;
@@ -132,7 +146,8 @@ __device__ __forceinline__ int list_tiles(const int4* summ, int n_tiles, int bas
   return count;
 }
 
-// The tensor-core (wgmma, sm_90a) variant for head dim 128; defined in interval_attention_wgmma.cu.
-void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, cudaStream_t stream);
+// The tensor-core (wgmma, sm_90a) variant for head dim 128 with key tiles of `tile_keys` (64 or
+// 128); defined in interval_attention_wgmma.cu.
+void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, int tile_keys, cudaStream_t stream);
 
 }  // namespace lcb::attn::cuda::detail

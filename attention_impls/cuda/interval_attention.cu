@@ -9,7 +9,7 @@
 #include "attention_impls/cuda/common.cuh"
 
 #include <cstdlib>
-#include <cstring>
+#include <string>
 
 namespace lcb::attn::cuda {
 namespace {
@@ -288,10 +288,12 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   summarise_tiles<<<(total + 255) / 256, 256, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads,
                                                            p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
   check(cudaGetLastError(), "tile summary launch");
-  // Head dim 128 runs the wgmma kernel unless LCB_INTERVAL_KERNEL=mma asks for the mma.sync one.
-  const char* choice = std::getenv("LCB_INTERVAL_KERNEL");
-  if (p.head_dim == 128 && !(choice != nullptr && std::strcmp(choice, "mma") == 0)) {
-    launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), stream);
+  // Head dim 128 runs the wgmma kernel with 128-key tiles; LCB_INTERVAL_KERNEL=wgmma64 asks for
+  // 64-key tiles, =mma for the mma.sync kernel.
+  const char* env = std::getenv("LCB_INTERVAL_KERNEL");
+  const std::string choice = env != nullptr ? env : "";
+  if (p.head_dim == 128 && choice != "mma") {
+    launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), choice == "wgmma64" ? 64 : 128, stream);
   } else if (dtype == Dtype::kBFloat16) {
     p.head_dim == 128 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__nv_bfloat16, 64>(p, stream);
   } else {

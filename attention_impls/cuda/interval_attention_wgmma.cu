@@ -2,7 +2,7 @@
 //
 // The same algorithm as interval_attention.cu (tile summaries, the list of visible key tiles,
 // unmasked full tiles, heaviest query tiles first, cp.async double buffering), with the two
-// GEMMs on wgmma: one CTA = 128 query rows = two warpgroups of 64 rows. S = Q·K^T reads Q and K
+// GEMMs on wgmma: one CTA = 128 query rows = two warpgroups of 64 rows, key tiles of 64 or 128. S = Q·K^T reads Q and K
 // from shared memory (m64n64k16, both K-major); O += P·V takes P from registers (the S
 // accumulators rounded to 16 bits) and V from shared memory as an MN-major operand
 // (m64n128k16). Tiles are stored in the 128-byte swizzled layout wgmma reads: a [rows][128]
@@ -13,11 +13,15 @@
 namespace lcb::attn::cuda::detail {
 namespace {
 
-constexpr int kBM = 128, kBN = 64, kD = 128;
-constexpr int kThreadsW = 256;  // two warpgroups
-constexpr int kRowBytes = 128;  // one swizzled half-row
-constexpr int kTileBytesQ = kBM * kD * 2, kTileBytesKV = kBN * kD * 2;
-constexpr size_t kSmemBytes = kTileBytesQ + 4 * kTileBytesKV + 1024;  // + alignment slack
+constexpr int kBM = 128, kD = 128;
+constexpr int kSummaryKeys = 64;  // keys per summarised tile (and per topk_block selection block)
+constexpr int kThreadsW = 256;    // two warpgroups
+constexpr int kRowBytes = 128;    // one swizzled half-row
+constexpr int kTileBytesQ = kBM * kD * 2;
+template <int kBN>
+constexpr size_t smem_bytes() {
+  return kTileBytesQ + 4 * static_cast<size_t>(kBN) * kD * 2 + 1024;  // + alignment slack
+}
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // S (64 x 64) = A (64 x 16, shared, K-major) x B (16 x 64, shared, K-major), bf16.
@@ -56,6 +60,24 @@ __device__ __forceinline__ void wgmma_rs_n128(float* d, const uint32_t* a, uint6
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 }
 
+// S (64 x 128) = A (64 x 16, shared, K-major) x B (16 x 128, shared, K-major), bf16.
+__device__ __forceinline__ void wgmma_ss_n128(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d, const __nv_bfloat16*) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+}
+
+// S (64 x 128) = A (64 x 16, shared, K-major) x B (16 x 128, shared, K-major), f16.
+__device__ __forceinline__ void wgmma_ss_n128(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d, const __half*) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -86,9 +108,12 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
 
-template <typename T>
+// kBN keys per tile: 64 or 128 (two summarised tiles per listed tile).
+template <typename T, int kBN>
 __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalParams p, const int4* __restrict__ summary) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kTileBytesKV = kBN * kD * 2;
+  constexpr int kSub = kBN / kSummaryKeys;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sq = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   unsigned char* sk = sq + kTileBytesQ;      // 2 buffers
@@ -116,8 +141,9 @@ __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalPa
   const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
-  const int n_tiles = (p.kv_len + kBN - 1) / kBN;
-  const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_tiles;
+  const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
+  const int n_tiles = (n_sub + kSub - 1) / kSub;
+  const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_sub;
 
   load_tile128<T, kBM>(sq, qbase, p.q_st.l, m0, p.q_len);
   cp_async_commit();
@@ -130,8 +156,8 @@ __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalPa
 
   int it = 0;
   for (int base = 0; base < n_tiles; base += kThreadsW) {
-    const int count = list_tiles<kThreadsW>(summ, n_tiles, base, q_first, q_last, p.kv_len, kBN, sel, p.sel_stride_q,
-                                            s_list, s_warp_count);
+    const int count = list_tiles<kThreadsW, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, sel,
+                                                  p.sel_stride_q, s_list, s_warp_count);
     if (count > 0) {
       const int t0 = s_list[0] & 0x7fffffff;
       load_tile128<T, kBN>(sk + (it & 1) * kTileBytesKV, kbase, p.k_st.l, t0 * kBN, p.kv_len);
@@ -153,7 +179,7 @@ __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalPa
       const unsigned char* ck = sk + (it & 1) * kTileBytesKV;
       const unsigned char* cv = sv + (it & 1) * kTileBytesKV;
 
-      // S = Q K^T (64 rows of this warpgroup x 64 keys), 8 steps of 16 along the head dim.
+      // S = Q K^T (64 rows of this warpgroup x kBN keys), 8 steps of 16 along the head dim.
       float s[kBN / 2];
 #pragma unroll
       for (int j = 0; j < kBN / 2; ++j) s[j] = 0.f;
@@ -163,7 +189,11 @@ __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalPa
         const int half = kk >> 2, off = (kk & 3) * 32;
         const uint64_t da = smem_desc(sq + half * kBM * kRowBytes + wg * 64 * kRowBytes + off, 16, 1024);
         const uint64_t db = smem_desc(ck + half * kBN * kRowBytes + off, 16, 1024);
-        wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        if constexpr (kBN == 64) {
+          wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        } else {
+          wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        }
       }
       wgmma_commit();
       wgmma_wait_all();
@@ -182,7 +212,9 @@ __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalPa
             }
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-              if (!visible(a, z, pos_base + r * 8, sel, p.sel_stride_q, tile, kBN, q_end)) s[j * 4 + r * 2 + c] = -INFINITY;
+              if (!visible(a, z, pos_base + r * 8, sel, p.sel_stride_q, key / kSummaryKeys, kSummaryKeys, q_end)) {
+                s[j * 4 + r * 2 + c] = -INFINITY;
+              }
             }
           }
         }
@@ -254,23 +286,25 @@ __global__ void __launch_bounds__(kThreadsW, 1) interval_wgmma_kernel(IntervalPa
 #endif
 }
 
-template <typename T>
+template <typename T, int kBN>
 void launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
-  check(cudaFuncSetAttribute(interval_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(kSmemBytes)),
+  constexpr size_t smem = smem_bytes<kBN>();
+  check(cudaFuncSetAttribute(interval_wgmma_kernel<T, kBN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)),
         "wgmma shared memory attribute");
   const dim3 grid((p.q_len + kBM - 1) / kBM, p.q_heads, p.batch);
-  interval_wgmma_kernel<T><<<grid, kThreadsW, kSmemBytes, stream>>>(p, summary);
+  interval_wgmma_kernel<T, kBN><<<grid, kThreadsW, smem, stream>>>(p, summary);
   check(cudaGetLastError(), "wgmma launch");
 }
 
 }  // namespace
 
-void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, cudaStream_t stream) {
+void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, int tile_keys, cudaStream_t stream) {
+  if (tile_keys != 64 && tile_keys != 128) throw std::invalid_argument("interval wgmma: key tiles of 64 or 128");
   if (dtype == Dtype::kBFloat16) {
-    launch<__nv_bfloat16>(p, summary, stream);
+    tile_keys == 128 ? launch<__nv_bfloat16, 128>(p, summary, stream) : launch<__nv_bfloat16, 64>(p, summary, stream);
   } else {
-    launch<__half>(p, summary, stream);
+    tile_keys == 128 ? launch<__half, 128>(p, summary, stream) : launch<__half, 64>(p, summary, stream);
   }
 }
 
