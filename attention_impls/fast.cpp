@@ -73,6 +73,11 @@ bool built() { return true; }
 std::string reason_not(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts) {
   if (opts.reference) return "reference forced";
   if (!q.is_cuda()) return "tensors are not on a CUDA device";
+  const auto* props = at::cuda::getDeviceProperties(q.device().index());
+  if (props->major != 9 || props->minor != 0) {  // the kernels are sm_90a code only
+    return "the kernels are built for Hopper (sm_90a); this device is sm_" + std::to_string(props->major) +
+           std::to_string(props->minor);
+  }
   if (q.scalar_type() != at::kBFloat16 && q.scalar_type() != at::kHalf) return "dtype is not bfloat16 or float16";
   if (q.size(3) != 64 && q.size(3) != 128) return "head dim is not 64 or 128";
   if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad())) {

@@ -14,8 +14,8 @@ namespace lcb::attn::fast {
 // Whether this build contains the CUDA kernels.
 bool built();
 
-// Empty when the kernels can run attention of q over k/v (CUDA, bf16/fp16, head dim 64 or 128,
-// no gradient wanted, positive scale, reference not forced); otherwise why not.
+// Empty when the kernels can run attention of q over k/v (a Hopper GPU, bf16/fp16, head dim 64 or
+// 128, no gradient wanted, positive scale, reference not forced); otherwise why not.
 std::string reason_not(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts);
 
 // reason_not() for decode_attention(), which also needs 1, 2, 4 or 8 query heads per kv head.
