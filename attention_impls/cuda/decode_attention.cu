@@ -5,27 +5,20 @@
 // its kv head. Lanes split the head dimension in 16-byte pieces (D/8 lanes per key), so a warp
 // handles 32/(D/8) keys at once and unrolls over several to keep loads in flight. Each CTA
 // writes an unnormalised partial (max, sum, output); a second kernel combines the splits.
-#include "attention_impls/cuda/kernels.h"
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "attention_impls/cuda/common.cuh"
 
 #include <algorithm>
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
 namespace lcb::attn::cuda {
 namespace {
 
+using detail::check;
+using detail::ex2;
+
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinKeysPerSplit = 256;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("decode attention: ") + what + ": " + cudaGetErrorString(e));
-}
 
 __device__ __forceinline__ void to_float8(const uint4& raw, float* f, const __nv_bfloat16*) {
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
@@ -62,11 +55,6 @@ __device__ __forceinline__ void key_rows(const DecodeParams& p, int b, int h, in
 }
 
 // Workspace layout: per (batch, query head, split): D floats of output, then max and sum.
-__device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int total, int keys_per_split) {
