@@ -96,7 +96,8 @@ class LongBenchSyntheticTask final : public ModelTask {
   LongBenchSyntheticTask(std::string kind, ParsedSpec spec) : kind_(std::move(kind)), spec_(std::move(spec)) {}
   std::string spec() const override { return spec_.canonical; }
   int version() const override { return 1; }
-  int metric_version() const override { return 1; }
+  // few_shot 2: LongBench's first-line rule (leading newlines dropped first), as for trec.
+  int metric_version() const override { return kind_ == "few_shot" ? 2 : 1; }
   datasets::TextSample make(const CellParams& cell, const datasets::Tokenizer& tok) const override {
     return datasets::make_longbench_synthetic(kind_, cell.length, cell.depth, static_cast<uint64_t>(cell.seed) * 7919 + 41, tok);
   }
@@ -116,9 +117,9 @@ class LongBenchSyntheticTask final : public ModelTask {
     } else if (kind_ == "passage_retrieval") {
       metric = "retrieval";
       sc.accuracy = longbench::retrieval(generated, s.answer);
-    } else if (kind_ == "few_shot") {  // LongBench's first-line rule for its few-shot datasets
+    } else if (kind_ == "few_shot") {  // LongBench's first-line rule for its few-shot datasets (trec's)
       metric = "classification";
-      sc.accuracy = longbench::classification(generated.substr(0, generated.find('\n')), s.answer, s.classes);
+      sc.accuracy = longbench::classification(longbench::apply_first_line_rule("trec", generated), s.answer, s.classes);
     } else {
       metric = "code_sim";
       sc.accuracy = longbench::code_sim(generated, s.answer);

@@ -549,6 +549,9 @@ TEST(LongBenchSynthetic, EveryCategoryIsAnswerableAndScored) {
     if (kind == "few_shot") {
       EXPECT_EQ(s.classes.size(), 4u);
       EXPECT_TRUE(contains(text, "Label: " + s.answer));
+      // LongBench's rule: leading newlines dropped, then only the first line counts.
+      EXPECT_DOUBLE_EQ(task->score(s, "\n\n" + s.answer + "\nLabel: x").accuracy, 1.0);
+      EXPECT_EQ(task->metric_version(), 2);
     }
     if (kind == "passage_count") {
       EXPECT_GE(std::stoi(s.answer), 1);
