@@ -92,6 +92,9 @@ TaskEntry needle_qkv_entry();
 std::vector<TaskEntry> text_task_entries();
 std::vector<TaskEntry> ruler_task_entries();
 TaskEntry longbench_entry();
+// How many LongBench JSONL files the longbench task has parsed in this process: a file is parsed
+// once while its size and modification time stay the same (tests check this).
+int longbench_files_parsed();
 TaskEntry longbench_synthetic_entry();
 
 }  // namespace lcb::tasks

@@ -419,6 +419,7 @@ TEST(LongBenchRun, RecordsAreTemplatedTruncatedScoredAndStored) {
   c.repeats = 1;
   c.warmup = 0;
   c.model = fixture().model_dir;
+  const int parsed_before = tasks::longbench_files_parsed();
   harness::validate_config(c, "test");
   harness::RunOptions o;
   o.db_path = dir.file("r.sqlite");
@@ -426,6 +427,7 @@ TEST(LongBenchRun, RecordsAreTemplatedTruncatedScoredAndStored) {
   const auto sum = harness::run_sweep(c, o);
   EXPECT_EQ(sum.ok, 2);
   EXPECT_EQ(sum.unsupported, 2);  // lsht is Chinese
+  EXPECT_EQ(tasks::longbench_files_parsed(), parsed_before + 1) << "validation and the sweep share one parse";
   for (const auto& cell : store::Store(o.db_path).cells()) {
     if (cell.status == "unsupported") {
       EXPECT_TRUE(contains(cell.message, "Chinese")) << cell.message;
@@ -446,6 +448,14 @@ TEST(LongBenchRun, RecordsAreTemplatedTruncatedScoredAndStored) {
     EXPECT_GT(extra["samples"][2]["original_tokens"].get<int64_t>(), 128);
     EXPECT_FALSE(contains(cell.extra_json, "The quiet river watched")) << "contexts are never stored";
   }
+  // A changed file is read again.
+  std::ofstream(dir.file("hotpotqa.jsonl"), std::ios::app)
+      << nlohmann::json{{"input", "Which river?"}, {"context", "The river."}, {"answers", {"river"}}, {"length", 7},
+                        {"dataset", "hotpotqa"}, {"language", "en"}, {"all_classes", nullptr}, {"_id", "id9"}}
+             .dump()
+      << "\n";
+  EXPECT_EQ(tasks::make_model_task(c.tasks[0])->samples(), 4);
+  EXPECT_EQ(tasks::longbench_files_parsed(), parsed_before + 2);
   // A record missing a field names the file, line and field before any cell runs.
   std::ofstream(dir.file("qasper.jsonl")) << R"({"input": "q", "context": "c"})" << "\n";
   c.tasks = {"longbench:file=" + dir.file("qasper.jsonl") + ",config=" + dir.file("config")};

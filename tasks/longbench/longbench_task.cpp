@@ -13,7 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
 #include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
 
 namespace lcb::tasks {
 namespace {
@@ -63,6 +68,36 @@ std::vector<Record> load_records(const std::string& path) {
   }
   if (out.empty()) throw std::invalid_argument("task 'longbench': " + path + " holds no records");
   return out;
+}
+
+int& files_parsed_counter() {
+  static int n = 0;
+  return n;
+}
+
+// Records of a file, parsed once per process while the file is unchanged (its size and
+// modification time): a sweep validates its config and then builds its tasks, and both read it.
+std::shared_ptr<const std::vector<Record>> cached_records(const std::string& path) {
+  struct Entry {
+    off_t size = 0;
+    struct timespec mtime {};
+    std::shared_ptr<const std::vector<Record>> records;
+  };
+  static std::mutex mu;
+  static std::map<std::string, Entry> cache;
+  static int& parsed = files_parsed_counter();
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return std::make_shared<const std::vector<Record>>(load_records(path));  // names the error
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(path);
+  if (it != cache.end() && it->second.size == st.st_size && it->second.mtime.tv_sec == st.st_mtim.tv_sec &&
+      it->second.mtime.tv_nsec == st.st_mtim.tv_nsec) {
+    return it->second.records;
+  }
+  Entry e{st.st_size, st.st_mtim, std::make_shared<const std::vector<Record>>(load_records(path))};
+  ++parsed;
+  cache[path] = e;
+  return e.records;
 }
 
 nlohmann::json load_json(const std::string& path) {
@@ -127,15 +162,16 @@ class LongBenchTask final : public ModelTask {
     }
     template_ = prompts[dataset_].get<std::string>();
     max_new_ = maxlen[dataset_].get<int64_t>();
-    records_ = load_records(file);
+    records_ = cached_records(file);
+    count_ = records_->size();
     const int64_t cap = spec_.params.integer("max_samples");
-    if (cap > 0 && static_cast<int64_t>(records_.size()) > cap) records_.resize(static_cast<size_t>(cap));
+    if (cap > 0 && static_cast<int64_t>(count_) > cap) count_ = static_cast<size_t>(cap);
   }
 
   std::string spec() const override { return spec_.canonical; }
   int version() const override { return 1; }
   int metric_version() const override { return 1; }
-  int64_t samples() const override { return static_cast<int64_t>(records_.size()); }
+  int64_t samples() const override { return static_cast<int64_t>(count_); }
   bool cacheable() const override { return false; }
   std::optional<std::string> unsupported() const override {
     if (metric_) return std::nullopt;
@@ -147,7 +183,7 @@ class LongBenchTask final : public ModelTask {
   }
 
   datasets::TextSample make_at(const CellParams& cell, const datasets::Tokenizer& tok, int64_t index) const override {
-    const Record& r = records_.at(static_cast<size_t>(index));
+    const Record& r = record(index);
     std::vector<int64_t> ids = tok.encode(format_template(template_, r));
     datasets::TextSample s;
     s.record = index;
@@ -181,10 +217,10 @@ class LongBenchTask final : public ModelTask {
   int64_t max_new_tokens(const datasets::TextSample&) const override { return max_new_; }
 
   Score score(const datasets::TextSample& s, const std::string& generated) const override {
-    const Record& r = records_.at(static_cast<size_t>(s.record));
+    const Record& r = record(s.record);
     Score sc;
     sc.n_scored = 1;
-    sc.accuracy = longbench::score_prediction(dataset_, generated, r.answers, records_.back().all_classes);
+    sc.accuracy = longbench::score_prediction(dataset_, generated, r.answers, record(static_cast<int64_t>(count_) - 1).all_classes);
     sc.item_scores = {sc.accuracy};
     const std::string extracted = longbench::apply_first_line_rule(dataset_, generated);
     sc.details = {{"dataset", dataset_},   {"_id", r.id},          {"length", r.length}, {"prediction", generated},
@@ -198,10 +234,18 @@ class LongBenchTask final : public ModelTask {
   std::string dataset_, template_;
   std::optional<std::string> metric_;
   int64_t max_new_ = 0;
-  std::vector<Record> records_;
+  const Record& record(int64_t i) const {
+    if (i < 0 || static_cast<size_t>(i) >= count_) throw std::out_of_range("longbench: record " + std::to_string(i));
+    return (*records_)[static_cast<size_t>(i)];
+  }
+
+  std::shared_ptr<const std::vector<Record>> records_;  // shared with other tasks on the same file
+  size_t count_ = 0;                                     // records used (max_samples)
 };
 
 }  // namespace
+
+int longbench_files_parsed() { return files_parsed_counter(); }
 
 TaskEntry longbench_entry() {
   TaskEntry e;
