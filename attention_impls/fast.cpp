@@ -66,6 +66,26 @@ at::Tensor interval_ends(const at::Tensor& x, int64_t B, int64_t H, int64_t N) {
   return t;
 }
 
+// Fills the query side of p (its key segments already set), allocates the output and the
+// split workspace, and launches; with lse, also its log-sum-exp per (batch, head).
+at::Tensor launch_decode(cuda::DecodeParams& p, const at::Tensor& q, int64_t kv_heads, double scale, at::Tensor* lse) {
+  at::Tensor out = at::empty({q.size(0), q.size(1), 1, q.size(3)}, q.options());
+  p.q = q.data_ptr();
+  p.out = out.data_ptr();
+  p.q_st = strides_of(q);
+  p.o_st = strides_of(out);
+  p.batch = static_cast<int>(q.size(0));
+  p.q_heads = static_cast<int>(q.size(1));
+  p.kv_heads = static_cast<int>(kv_heads);
+  p.head_dim = static_cast<int>(q.size(3));
+  p.scale = static_cast<float>(scale);
+  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::decode_workspace_bytes(p) / sizeof(float))}, q.options().dtype(at::kFloat));
+  p.workspace = ws.data_ptr<float>();
+  if (lse) p.lse = lse->data_ptr<float>();
+  cuda::decode_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return out;
+}
+
 }  // namespace
 
 bool built() { return true; }
@@ -172,23 +192,9 @@ at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<
     s.v_st = strides_of(v);
     s.len = static_cast<int>(k.size(2));
   }
-  at::Tensor out = at::empty({B, Hq, 1, D}, q.options());
   if (lse) *lse = at::full({B, Hq}, -INFINITY, q.options().dtype(at::kFloat));
-  if (p.segments == 0) return out.zero_();
-  p.q = q.data_ptr();
-  p.out = out.data_ptr();
-  p.q_st = strides_of(q);
-  p.o_st = strides_of(out);
-  p.batch = static_cast<int>(B);
-  p.q_heads = static_cast<int>(Hq);
-  p.kv_heads = static_cast<int>(Hkv);
-  p.head_dim = static_cast<int>(D);
-  p.scale = static_cast<float>(scale);
-  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::decode_workspace_bytes(p) / sizeof(float))}, q.options().dtype(at::kFloat));
-  p.workspace = ws.data_ptr<float>();
-  if (lse) p.lse = lse->data_ptr<float>();
-  cuda::decode_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
-  return out;
+  if (p.segments == 0) return at::zeros({B, Hq, 1, D}, q.options());
+  return launch_decode(p, q, Hkv, scale, lse);
 }
 
 at::Tensor decode_attention_rows(const at::Tensor& q_in, const at::Tensor& k_store, const at::Tensor& v_store,
@@ -199,8 +205,7 @@ at::Tensor decode_attention_rows(const at::Tensor& q_in, const at::Tensor& k_sto
   const at::Tensor q = kernel_layout(q_in);
   const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3), N = rows.size(2);
   const at::Tensor r32 = rows.to(at::kInt).contiguous();
-  at::Tensor out = at::empty({B, Hq, 1, D}, q.options());
-  if (N == 0) return out.zero_();
+  if (N == 0) return at::zeros({B, Hq, 1, D}, q.options());
   cuda::DecodeParams p;
   p.segments = 1;
   cuda::DecodeSegment& s = p.seg[0];
@@ -210,19 +215,7 @@ at::Tensor decode_attention_rows(const at::Tensor& q_in, const at::Tensor& k_sto
   s.v_st = {v_store.stride(0), 0, v_store.stride(2)};
   s.len = static_cast<int>(N);
   s.rows = r32.data_ptr<int32_t>();
-  p.q = q.data_ptr();
-  p.out = out.data_ptr();
-  p.q_st = strides_of(q);
-  p.o_st = strides_of(out);
-  p.batch = static_cast<int>(B);
-  p.q_heads = static_cast<int>(Hq);
-  p.kv_heads = static_cast<int>(Hq);  // every query head has its own rows
-  p.head_dim = static_cast<int>(D);
-  p.scale = static_cast<float>(scale);
-  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::decode_workspace_bytes(p) / sizeof(float))}, q.options().dtype(at::kFloat));
-  p.workspace = ws.data_ptr<float>();
-  cuda::decode_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
-  return out;
+  return launch_decode(p, q, /*kv_heads=*/Hq, scale, nullptr);  // every query head has its own rows
 }
 
 #endif
