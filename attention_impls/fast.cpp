@@ -39,6 +39,17 @@ at::Tensor decode_attention_rows(const at::Tensor&, const at::Tensor&, const at:
   throw std::logic_error("fast::decode_attention_rows: this build has no CUDA kernels");
 }
 
+at::Tensor topk_block_select(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, at::Tensor*) {
+  throw std::logic_error("fast::topk_block_select: this build has no CUDA kernels");
+}
+
+std::string reason_not_select(const at::Tensor&, int64_t) { return "this build has no CUDA kernels"; }
+
+at::Tensor topk_block_decode_rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+                                  int64_t, int64_t) {
+  throw std::logic_error("fast::topk_block_decode_rows: this build has no CUDA kernels");
+}
+
 #else
 
 namespace {
@@ -216,6 +227,85 @@ at::Tensor decode_attention_rows(const at::Tensor& q_in, const at::Tensor& k_sto
   s.len = static_cast<int>(N);
   s.rows = r32.data_ptr<int32_t>();
   return launch_decode(p, q, /*kv_heads=*/Hq, scale, nullptr);  // every query head has its own rows
+}
+
+std::string reason_not_select(const at::Tensor& q, int64_t n_blocks) {
+  const auto* props = at::cuda::getDeviceProperties(q.device().index());
+  const size_t need = cuda::block_select_smem_bytes(static_cast<int>(q.size(3)), static_cast<int>(n_blocks));
+  if (need > props->sharedMemPerBlockOptin) {
+    return "the block selection's " + std::to_string(need) + " bytes of shared memory exceed the device's " +
+           std::to_string(props->sharedMemPerBlockOptin);
+  }
+  return {};
+}
+
+at::Tensor topk_block_select(const at::Tensor& q_in, const at::Tensor& kmin_in, const at::Tensor& kmax_in,
+                             int64_t top_k, at::Tensor* scores) {
+  const at::Tensor q = kernel_layout(q_in), kmin = kernel_layout(kmin_in), kmax = kernel_layout(kmax_in);
+  const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), nb = (L + kSelectBlock - 1) / kSelectBlock;
+  if (kmin.size(2) < nb || kmax.size(2) < nb || kmin.strides() != kmax.strides() || kmin.scalar_type() != q.scalar_type()) {
+    throw std::invalid_argument("fast::topk_block_select: kmin / kmax must be [B, Hkv, >= " + std::to_string(nb) +
+                                ", D] in q's dtype with the same layout");
+  }
+  if (const std::string why = reason_not_select(q, nb); !why.empty()) throw std::invalid_argument("fast::topk_block_select: " + why);
+  at::Tensor sel = at::empty({B, Hq, nb, nb}, q.options().dtype(at::kByte));
+  cuda::BlockSelectParams p;
+  p.q = q.data_ptr();
+  p.q_st = strides_of(q);
+  p.kmin = kmin.data_ptr();
+  p.kmax = kmax.data_ptr();
+  p.s_st = strides_of(kmin);
+  p.sel = sel.data_ptr<uint8_t>();
+  p.sel_stride_b = sel.stride(0);
+  p.sel_stride_h = sel.stride(1);
+  p.sel_stride_q = sel.stride(2);
+  if (scores) {
+    *scores = at::full({B, Hq, nb, nb}, -INFINITY, q.options().dtype(at::kFloat));
+    p.scores = scores->data_ptr<float>();
+  }
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(Hq);
+  p.kv_heads = static_cast<int>(kmin.size(1));
+  p.q_len = static_cast<int>(L);
+  p.n_blocks = static_cast<int>(nb);
+  p.head_dim = static_cast<int>(q.size(3));
+  p.top_k = static_cast<int>(std::min<int64_t>(top_k, nb));
+  cuda::block_select(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return sel;
+}
+
+at::Tensor topk_block_decode_rows(const at::Tensor& q_in, const at::Tensor& k1_in, const at::Tensor& kmin_store,
+                                  const at::Tensor& kmax_store, int64_t pos, int64_t top_k, int64_t cap) {
+  const at::Tensor q = kernel_layout(q_in), k1 = kernel_layout(k1_in);
+  const int64_t B = q.size(0), Hq = q.size(1), qb = pos / kSelectBlock;
+  if (!kmin_store.is_contiguous() || !kmax_store.is_contiguous() || kmin_store.size(2) <= qb ||
+      kmax_store.sizes() != kmin_store.sizes()) {
+    throw std::invalid_argument("fast::topk_block_decode_rows: the summaries must be contiguous [B, Hkv, > " +
+                                std::to_string(qb) + ", D]");
+  }
+  cuda::BlockDecodeParams p;
+  p.top_k = static_cast<int>(std::min<int64_t>(top_k, qb + 1));
+  p.pos = static_cast<int>(pos);
+  p.n_rows = cuda::block_decode_rows(p.pos, p.top_k);
+  at::Tensor rows = at::empty({B, Hq, p.n_rows}, q.options().dtype(at::kInt));
+  p.score_stride = std::max<int64_t>(qb - 1, 1);
+  at::Tensor scores = at::empty({B, Hq, p.score_stride}, q.options().dtype(at::kFloat));
+  p.q = q.data_ptr();
+  p.q_st = strides_of(q);
+  p.k1 = k1.data_ptr();
+  p.k1_st = strides_of(k1);
+  p.kmin = kmin_store.data_ptr();
+  p.kmax = kmax_store.data_ptr();
+  p.s_st = strides_of(kmin_store);
+  p.scores = scores.data_ptr<float>();
+  p.rows = rows.data_ptr<int32_t>();
+  p.cap = cap;
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(Hq);
+  p.kv_heads = static_cast<int>(k1.size(1));
+  p.head_dim = static_cast<int>(q.size(3));
+  cuda::block_decode_select(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return rows;
 }
 
 #endif

@@ -34,6 +34,25 @@ at::Tensor interval_attention(const at::Tensor& q, const at::Tensor& k, const at
 // The block size block_sel is written for.
 constexpr int64_t kSelectBlock = 64;
 
+// topk_block's selection with 64-query / 64-key blocks on the GPU. q [B, Hq, L, D] holds the
+// queries at positions 0 .. L-1; kmin / kmax [B, Hkv, ceil(L / 64), D], in q's dtype, the
+// elementwise min / max of each block of 64 keys. Returns block_sel, uint8 [B, Hq, nb, nb]: per
+// query block qb the top_k key blocks among 1 .. qb-1 by the bound (maximum over the block's
+// queries of q⁺·kmax + q⁻·kmin), plus blocks 0 and qb. With scores, also those bounds in float32
+// for the query blocks that had to rank (more than top_k candidates), -inf elsewhere.
+at::Tensor topk_block_select(const at::Tensor& q, const at::Tensor& kmin, const at::Tensor& kmax, int64_t top_k,
+                             at::Tensor* scores = nullptr);
+// Empty when topk_block_select() can run these shapes (its per-block scores fit shared memory).
+std::string reason_not_select(const at::Tensor& q, int64_t n_blocks);
+
+// topk_block's decode selection for the token at position pos, whose key and value are already
+// stored at row pos of the cache's storage (cap rows per kv head). kmin_store / kmax_store
+// [B, Hkv, > pos / 64, D] are the block summaries; the new key k1 [B, Hkv, 1, D] is folded into
+// its block's. Returns the rows to attend as decode_attention_rows() takes them, int32
+// [B, Hq, n]: block 0, the top_k blocks by bound among 1 .. pos/64 - 1, and the diagonal block.
+at::Tensor topk_block_decode_rows(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& kmin_store,
+                                  const at::Tensor& kmax_store, int64_t pos, int64_t top_k, int64_t cap);
+
 // One query per (batch, head), q1 [B, Hq, 1, D], against every key of the (k, v) segments
 // ([B, Hkv, n_i, D] each, all visible; empty ones allowed). Query heads per kv head must be 1, 2,
 // 4 or 8. With lse != nullptr it also returns log Σ exp(scale·q·k) per (batch, head), [B, Hq].

@@ -4,8 +4,12 @@
 // query head, the K blocks with the highest bound (maximum over the block's queries) among the
 // blocks strictly between the first and the diagonal one are attended, plus the first block
 // and the diagonal block, exactly and causally. In decode the query block holds one query.
-// Fast path on CUDA (block = 64, prefill): the same selection, then the interval kernel with
-// causal intervals and the selected blocks (tiles not selected are skipped).
+// Fast path on CUDA (block = 64): the same selection by a kernel (bounds on tensor cores with
+// exact products, a radix top-k per query block), then the interval kernel with causal intervals
+// and the selected blocks (tiles not selected are skipped); in decode, a bounds kernel, a top-k
+// kernel writing the rows to gather, and the decode kernel.
+#include "attention_impls/topk_block.h"
+
 #include "attention_impls/fast.h"
 #include "attention_impls/full_cache.h"
 #include "attention_impls/reference.h"
@@ -14,35 +18,62 @@
 namespace lcb::attn {
 namespace {
 
-// The fast decode's cache: every key, plus per 64-key block the elementwise min and max of the
-// keys (the summaries the selection bounds use), kept up to date as tokens are appended.
+// Per block of `block` keys the elementwise min and max, [B, Hkv, blocks, D] in k's dtype (exact).
+std::pair<at::Tensor, at::Tensor> block_summaries(const at::Tensor& k, int64_t block) {
+  const int64_t B = k.size(0), H = k.size(1), L = k.size(2), D = k.size(3);
+  const int64_t nb = (L + block - 1) / block, pad = nb * block - L;
+  return {at::constant_pad_nd(k, {0, 0, 0, pad}, INFINITY).view({B, H, nb, block, D}).amin(3),
+          at::constant_pad_nd(k, {0, 0, 0, pad}, -INFINITY).view({B, H, nb, block, D}).amax(3)};
+}
+
+// The fast decode's cache: every key, plus per block the elementwise min and max of the keys
+// (the summaries the selection bounds use), kept current as tokens are appended. The summaries
+// live in storage that doubles when full, like the keys.
 class BlockSummaryCache final : public FullCache {
  public:
-  BlockSummaryCache(at::Tensor k0, at::Tensor v0, int64_t block) : FullCache(std::move(k0), std::move(v0)), block_(block) {
-    const int64_t L = k.size(2), nb = (L + block - 1) / block, pad = nb * block - L;
-    const int64_t B = k.size(0), H = k.size(1), D = k.size(3);
-    kmin = at::constant_pad_nd(k, {0, 0, 0, pad}, INFINITY).view({B, H, nb, block, D}).amin(3);
-    kmax = at::constant_pad_nd(k, {0, 0, 0, pad}, -INFINITY).view({B, H, nb, block, D}).amax(3);
+  BlockSummaryCache(at::Tensor k0, at::Tensor v0, int64_t block, std::pair<at::Tensor, at::Tensor> summaries)
+      : FullCache(std::move(k0), std::move(v0)), block_(block) {
+    kmin_store_ = std::move(summaries.first);
+    kmax_store_ = std::move(summaries.second);
+    blocks_ = kmin_store_.size(2);
   }
   int64_t bytes() const override {
-    return FullCache::bytes() + 2 * kmin.numel() * static_cast<int64_t>(kmin.element_size());
+    return FullCache::bytes() + 2 * kmin().numel() * static_cast<int64_t>(kmin_store_.element_size());
   }
-  void append_token(const at::Tensor& k1, const at::Tensor& v1) {
-    const int64_t p = length();
+  // Appends one token. With update_summaries its block's min / max are updated here (ATen);
+  // otherwise the caller's kernel does it (fast::topk_block_decode_rows).
+  void append_token(const at::Tensor& k1, const at::Tensor& v1, bool update_summaries) {
+    const int64_t p = length(), blk = p / block_;
     append(k1, v1);
-    if (p % block_ == 0) {  // a new block starts
-      kmin = at::cat({kmin, k1}, 2);
-      kmax = at::cat({kmax, k1}, 2);
-    } else {
-      at::Tensor lo = kmin.narrow(2, p / block_, 1), hi = kmax.narrow(2, p / block_, 1);
-      lo.copy_(at::minimum(lo, k1));
-      hi.copy_(at::maximum(hi, k1));
+    if (blk >= kmin_store_.size(2)) {  // grow the summaries' storage
+      auto grow = [&](const at::Tensor& old) {
+        at::Tensor t = at::empty({old.size(0), old.size(1), 2 * (blk + 1), old.size(3)}, old.options());
+        t.narrow(2, 0, blocks_).copy_(old.narrow(2, 0, blocks_));
+        return t;
+      };
+      kmin_store_ = grow(kmin_store_);
+      kmax_store_ = grow(kmax_store_);
     }
+    if (update_summaries) {
+      at::Tensor lo = kmin_store_.narrow(2, blk, 1), hi = kmax_store_.narrow(2, blk, 1);
+      if (p % block_ == 0) {  // a new block starts
+        lo.copy_(k1);
+        hi.copy_(k1);
+      } else {
+        lo.copy_(at::minimum(lo, k1));
+        hi.copy_(at::maximum(hi, k1));
+      }
+    }
+    blocks_ = blk + 1;
   }
-  at::Tensor kmin, kmax;  // [B, Hkv, blocks, D], input dtype (min and max are exact)
+  at::Tensor kmin() const { return kmin_store_.narrow(2, 0, blocks_); }  // [B, Hkv, blocks, D]
+  at::Tensor kmax() const { return kmax_store_.narrow(2, 0, blocks_); }
+  const at::Tensor& kmin_storage() const { return kmin_store_; }
+  const at::Tensor& kmax_storage() const { return kmax_store_; }
 
  private:
-  int64_t block_;
+  int64_t block_, blocks_ = 0;
+  at::Tensor kmin_store_, kmax_store_;  // contiguous [B, Hkv, capacity, D]
 };
 
 class TopKBlock final : public Attention {
@@ -87,83 +118,67 @@ class TopKBlock final : public Attention {
                  std::unique_ptr<Cache>* cache) const override {
     check_qkv(q, k, v, "topk_block");
     const Shape s = Shape::of(q, k);
-    at::Tensor sel;
-    {
+    if (uses_kernel(q, k, opts) && fast::reason_not(q, k, v, opts).empty()) {
       at::NoGradGuard no_grad;
-      sel = select_blocks(q.detach(), k.detach(), opts.chunk_rows);
-    }
-    const ref::MaskFn mask = [&](int64_t r0, int64_t rows, const at::Tensor&) {
-      const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
-      const at::Tensor per_block = sel.index_select(2, pos.div(b_, "floor"));  // [B, Hq, rows, nb]
-      const at::Tensor per_key = per_block.repeat_interleave(b_, -1).narrow(-1, 0, s.kv_len);
-      return per_key.logical_and(ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()));
-    };
-    const bool fast_path = b_ == fast::kSelectBlock && s.q_len == s.kv_len && fast::reason_not(q, k, v, opts).empty();
-    if (cache) {
-      if (fast_path) {
-        *cache = std::make_unique<BlockSummaryCache>(k, v, b_);
-      } else {
-        *cache = std::make_unique<FullCache>(k, v);
-      }
-    }
-    if (fast_path) {
+      auto summaries = block_summaries(k, b_);
+      const at::Tensor sel = fast::topk_block_select(q, summaries.first, summaries.second, k_);
+      if (cache) *cache = std::make_unique<BlockSummaryCache>(k, v, b_, std::move(summaries));
       Output o;
       o.backend = "cuda-interval";
       const at::Tensor lo = at::arange(s.kv_len, at::TensorOptions().dtype(at::kLong).device(q.device()));
       const double scale = ref::softmax_scale(opts, s.head_dim);
       o.out = fast::interval_attention(q, k, v, lo, at::full({}, ref::kNever, lo.options()).expand({s.kv_len}), 0, scale, sel);
       o.cost = *cost(s);
-      if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask);
+      if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask_of(sel, s, q.device()));
       return o;
     }
-    return ref::masked_forward(q, k, v, opts, mask, *cost(s));
+    const at::Tensor sel = plan(q, k, opts);
+    if (cache) *cache = std::make_unique<FullCache>(k, v);
+    return ref::masked_forward(q, k, v, opts, mask_of(sel, s, q.device()), *cost(s));
+  }
+
+  // The selection alone: the kernel's where forward() would use it, else the reference's.
+  at::Tensor plan(const at::Tensor& q, const at::Tensor& k, const Options& opts) const {
+    at::NoGradGuard no_grad;
+    if (uses_kernel(q, k, opts)) {
+      const auto summaries = block_summaries(k, b_);
+      return fast::topk_block_select(q, summaries.first, summaries.second, k_);
+    }
+    return select_blocks(q.detach(), k.detach(), opts.chunk_rows);
+  }
+
+  bool uses_kernel(const at::Tensor& q, const at::Tensor& k, const Options& opts) const {
+    return b_ == fast::kSelectBlock && q.size(2) == k.size(2) && fast::reason_not(q, k, k, opts).empty() &&
+           fast::reason_not_select(q, (k.size(2) + b_ - 1) / b_).empty();
+  }
+
+  // The per-key mask of a block selection, for a chunk of query rows.
+  ref::MaskFn mask_of(const at::Tensor& sel, const Shape& s, const at::Device& device) const {
+    return [sel, s, device, b = b_](int64_t r0, int64_t rows, const at::Tensor&) {
+      const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, device);
+      const at::Tensor per_block = sel.index_select(2, pos.div(b, "floor")).to(at::kBool);  // [B, Hq, rows, nb]
+      const at::Tensor per_key = per_block.repeat_interleave(b, -1).narrow(-1, 0, s.kv_len);
+      return per_key.logical_and(ref::causal_mask(s.q_len, s.kv_len, r0, rows, device));
+    };
   }
 
   // The decode query forms its own query block; selection uses it alone.
   at::Tensor decode(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& v1, Cache& cache,
                     const Options& opts) const override {
     auto* bc = dynamic_cast<BlockSummaryCache*>(&cache);
-    if (bc == nullptr || !fast::reason_not_decode(q1, k1, v1, opts).empty()) {
-      if (bc != nullptr) {  // the reference over the same keys; keep the summaries current
-        check_decode_step(q1, k1, v1, "topk_block");
-        bc->append_token(k1, v1);
-        return forward(q1, bc->k, bc->v, opts, nullptr).out;
-      }
-      return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
-    }
+    if (bc == nullptr) return decode_with_full_cache(*this, q1, k1, v1, cache, opts);
     check_decode_step(q1, k1, v1, "topk_block");
-    bc->append_token(k1, v1);
-    return decode_fast(q1, *bc, ref::softmax_scale(opts, q1.size(3)));
-  }
-
-  // Selection as select_blocks() does for one query (bounds in float32 from the kept summaries),
-  // then the decode kernel over the selected rows, gathered on the fly.
-  at::Tensor decode_fast(const at::Tensor& q1, BlockSummaryCache& c, double scale) const {
+    if (!fast::reason_not_decode(q1, k1, v1, opts).empty()) {  // the reference over the same keys
+      bc->append_token(k1, v1, /*update_summaries=*/true);
+      return forward(q1, bc->k, bc->v, opts, nullptr).out;
+    }
+    // The kernels: bounds of every candidate block, top-k, the rows to gather (the new key folded
+    // into its block's summary on the way), then the decode kernel over those rows.
     at::NoGradGuard no_grad;
-    const int64_t B = q1.size(0), Hq = q1.size(1), D = q1.size(3), Hkv = c.k.size(1), Gq = Hq / Hkv;
-    const int64_t L = c.length(), p = L - 1, qb = p / b_, cap = c.k_storage().size(2);
-    const auto lopt = at::TensorOptions().dtype(at::kLong).device(q1.device());
-    at::Tensor blocks;  // [B, Hq, n] full blocks attended besides the diagonal one
-    if (qb >= 1) {
-      blocks = at::zeros({B, Hq, 1}, lopt);  // the first block
-      const int64_t candidates = qb - 1, chosen = std::min(k_, candidates);
-      if (chosen > 0) {
-        const at::Tensor qf = q1.to(at::kFloat).reshape({B, Hkv, Gq, D});
-        const at::Tensor kmax = c.kmax.narrow(2, 1, candidates).to(at::kFloat);
-        const at::Tensor kmin = c.kmin.narrow(2, 1, candidates).to(at::kFloat);
-        const at::Tensor ub = at::matmul(qf.clamp_min(0), kmax.transpose(-2, -1)) +
-                              at::matmul(qf.clamp_max(0), kmin.transpose(-2, -1));  // [B, Hkv, Gq, candidates]
-        const at::Tensor top = std::get<1>(ub.reshape({B, Hq, candidates}).topk(chosen, -1)) + 1;
-        blocks = at::cat({blocks, top}, -1);
-      }
-    }
-    const at::Tensor within = at::arange(b_, lopt);
-    at::Tensor rows = at::arange(qb * b_, L, lopt).expand({B, Hq, L - qb * b_});  // the diagonal block
-    if (blocks.defined()) {
-      rows = at::cat({(blocks.unsqueeze(-1) * b_ + within).reshape({B, Hq, -1}), rows}, -1);
-    }
-    const at::Tensor head_rows = (at::arange(Hq, lopt).div(Gq, "floor") * cap).view({1, Hq, 1});
-    return fast::decode_attention_rows(q1, c.k_storage(), c.v_storage(), rows + head_rows, scale);
+    bc->append_token(k1, v1, /*update_summaries=*/false);
+    const int64_t pos = bc->length() - 1, cap = bc->k_storage().size(2);
+    const at::Tensor rows = fast::topk_block_decode_rows(q1, k1, bc->kmin_storage(), bc->kmax_storage(), pos, k_, cap);
+    return fast::decode_attention_rows(q1, bc->k_storage(), bc->v_storage(), rows, ref::softmax_scale(opts, q1.size(3)));
   }
 
   std::optional<Cost> cost(const Shape& s) const override {
@@ -191,6 +206,12 @@ class TopKBlock final : public Attention {
 };
 
 }  // namespace
+
+at::Tensor topk_block_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k, const Options& opts) {
+  const auto* t = dynamic_cast<const TopKBlock*>(&impl);
+  if (t == nullptr) throw std::invalid_argument("topk_block_plan: " + impl.spec() + " is not a topk_block implementation");
+  return t->plan(q, k, opts);
+}
 
 RegistryEntry topk_block_entry() {
   RegistryEntry e;

@@ -15,6 +15,7 @@
 //             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
 //             [--batch=1] [Google Benchmark flags]
 #include "attention_impls/dga.h"
+#include "attention_impls/topk_block.h"
 #include "attention_impls/fast.h"
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
@@ -189,6 +190,16 @@ std::vector<Row>& rows() {
   return r;
 }
 
+// A two-stage prefill's stage medians: counters, and the table row's note.
+std::string stage_note(benchmark::State& st, double select_ms, double attend_ms) {
+  st.counters["select_ms"] = select_ms;
+  st.counters["attend_ms"] = attend_ms;
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "select %.3f ms (%.0f%%), attend %.3f ms", select_ms,
+                100 * select_ms / (select_ms + attend_ms), attend_ms);
+  return buf;
+}
+
 void run_one(benchmark::State& st, const std::string& name, const Settings& cfg, const std::string& mode,
              const std::string& heads, int64_t L, const std::string& spec) {
   const int64_t B = cfg.batch, hkv = kv_heads_of(heads);
@@ -241,11 +252,14 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
         const double sel = median(time_calls([&] { plan = attn::dga_plan(*impl, in.q, in.k, in.v, scale); }, nullptr, 5));
         const double att = median(time_calls(
             [&] { attn::fast::interval_attention(in.q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale); }, nullptr, 5));
-        st.counters["select_ms"] = sel;
-        st.counters["attend_ms"] = att;
-        char buf[96];
-        std::snprintf(buf, sizeof buf, "select %.3f ms (%.0f%%), attend %.3f ms", sel, 100 * sel / (sel + att), att);
-        note = buf;
+        note = stage_note(st, sel, att);
+      } else if (impl->family() == "topk_block") {
+        at::Tensor sel;
+        const double sel_ms = median(time_calls([&] { sel = attn::topk_block_plan(*impl, in.q, in.k, {}); }, nullptr, 5));
+        const at::Tensor lo = causal_lo(L), hi = causal_hi(L);
+        const double att = median(time_calls(
+            [&] { attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, 0, scale, sel); }, nullptr, 5));
+        note = stage_note(st, sel_ms, att);
       }
     } else {
       impl->forward(in.q, in.k, in.v, {}, &cache);

@@ -124,6 +124,66 @@ TEST(IntervalKernel, RegistryFastPathsMatchTheirReference) {
   }
 }
 
+// topk_block's selection kernel against bounds computed in float64: the kernel's bounds agree
+// within the float32 rounding of their 2·D exact products, and the chosen blocks are a top-k of
+// the float64 bounds (no unchosen candidate beats a chosen one by more than that rounding).
+TEST(BlockSelect, PrefillSelectionIsATopKOfFloat64Bounds) {
+  REQUIRE_GPU();
+  struct SelCase {
+    int64_t B, L, hq, hkv, d, k;
+    at::ScalarType dtype;
+  };
+  for (const SelCase c : {SelCase{1, 1, 4, 1, 64, 3, at::kBFloat16}, SelCase{2, 700, 8, 2, 128, 3, at::kBFloat16},
+                          SelCase{1, 4099, 8, 8, 128, 20, at::kHalf}, SelCase{1, 1999, 6, 3, 64, 1, at::kBFloat16},
+                          SelCase{1, 8192, 4, 1, 128, 100, at::kBFloat16}, SelCase{1, 333, 4, 4, 128, 0, at::kHalf}}) {
+    const auto in = test::random_qkv(c.B, c.hq, c.hkv, c.L, c.L, c.d, 900 + c.L, c.dtype, kCuda);
+    const int64_t nb = (c.L + 63) / 64, pad = nb * 64 - c.L, g = c.hq / c.hkv;
+    const at::Tensor kmin = at::constant_pad_nd(in.k, {0, 0, 0, pad}, INFINITY).view({c.B, c.hkv, nb, 64, c.d}).amin(3);
+    const at::Tensor kmax = at::constant_pad_nd(in.k, {0, 0, 0, pad}, -INFINITY).view({c.B, c.hkv, nb, 64, c.d}).amax(3);
+    at::Tensor scores;
+    const at::Tensor sel = attn::fast::topk_block_select(in.q, kmin, kmax, c.k, &scores).to(at::kCPU);
+    scores = scores.to(at::kCPU);
+    // float64 bounds per query and their maxima per query block; the rounding scale per entry.
+    const at::Tensor qd = in.q.to(at::kDouble).to(at::kCPU);
+    const at::Tensor mind = kmin.to(at::kDouble).to(at::kCPU).repeat_interleave(g, 1);
+    const at::Tensor maxd = kmax.to(at::kDouble).to(at::kCPU).repeat_interleave(g, 1);
+    const at::Tensor ub = at::matmul(qd.clamp_min(0), maxd.transpose(-2, -1)) + at::matmul(qd.clamp_max(0), mind.transpose(-2, -1));
+    const at::Tensor mag = at::matmul(qd.abs(), at::maximum(mind.abs(), maxd.abs()).transpose(-2, -1));
+    const at::Tensor qpad = at::constant_pad_nd(ub, {0, 0, 0, pad}, -INFINITY).view({c.B, c.hq, nb, 64, nb}).amax(3);
+    const at::Tensor tol = at::constant_pad_nd(mag, {0, 0, 0, pad}, 0.0).view({c.B, c.hq, nb, 64, nb}).amax(3) *
+                           (2.0 * c.d * std::ldexp(1.0, -23));
+    auto s_acc = sel.accessor<uint8_t, 4>();
+    auto sc = scores.accessor<float, 4>();
+    auto want = qpad.accessor<double, 4>();
+    auto tl = tol.accessor<double, 4>();
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t h = 0; h < c.hq; ++h)
+        for (int64_t qb = 0; qb < nb; ++qb) {
+          const int64_t n_cand = std::max<int64_t>(qb - 1, 0), chosen = std::min(c.k, n_cand);
+          int64_t count = 0;
+          double worst_chosen = INFINITY, best_left = -INFINITY, slack = 0;
+          for (int64_t kb = 0; kb < nb; ++kb) {
+            const bool on = s_acc[b][h][qb][kb] != 0;
+            if (kb == 0 || kb == qb) {
+              ASSERT_TRUE(on) << "first and diagonal block always: qb=" << qb << " kb=" << kb;
+            } else if (kb > qb) {
+              ASSERT_FALSE(on) << "a block after the diagonal: qb=" << qb << " kb=" << kb;
+            } else {
+              count += on;
+              if (chosen < n_cand && chosen > 0) {
+                ASSERT_NEAR(sc[b][h][qb][kb], want[b][h][qb][kb], tl[b][h][qb][kb] + 1e-30) << "qb=" << qb << " kb=" << kb;
+              }
+              slack = std::max(slack, tl[b][h][qb][kb]);
+              if (on) worst_chosen = std::min(worst_chosen, want[b][h][qb][kb]);
+              if (!on) best_left = std::max(best_left, want[b][h][qb][kb]);
+            }
+          }
+          ASSERT_EQ(count, chosen) << "L=" << c.L << " qb=" << qb;
+          ASSERT_GE(worst_chosen, best_left - 2 * slack) << "L=" << c.L << " b=" << b << " h=" << h << " qb=" << qb;
+        }
+  }
+}
+
 TEST(DecodeKernel, SegmentsMatchFloat64) {
   REQUIRE_GPU();
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
@@ -178,6 +238,26 @@ TEST(DecodeKernel, DecodeSequencesMatchTheReference) {
         ASSERT_EQ(fast_cache->bytes(), ref_cache->bytes()) << spec << " step " << i << ": the cache sizes differ";
       }
     }
+  }
+}
+
+// topk_block's decode kernels with batch 2, fp16, head dim 64 and 4 query heads per kv head,
+// across a block boundary and a growth of the summaries' storage.
+TEST(DecodeKernel, BlockTopKDecodeBatchedMatchesTheReference) {
+  REQUIRE_GPU();
+  const auto impl = attn::make_attention("topk_block:block=64,k=5");
+  const auto in = test::random_qkv(2, 8, 2, 1100, 1100, 64, 78, at::kHalf, kCuda);
+  const int64_t P = 1000;
+  attn::Options ref;
+  ref.reference = true;
+  std::unique_ptr<attn::Cache> fast_cache, ref_cache;
+  impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), {}, &fast_cache);
+  impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), ref, &ref_cache);
+  for (int64_t i = P; i < 1100; ++i) {
+    const auto q1 = in.q.narrow(2, i, 1), k1 = in.k.narrow(2, i, 1), v1 = in.v.narrow(2, i, 1);
+    const at::Tensor got = impl->decode(q1, k1, v1, *fast_cache, {});
+    const at::Tensor want = impl->decode(q1, k1, v1, *ref_cache, ref);
+    ASSERT_LT(test::rel_l2(got, want), 1e-2) << "step " << i;
   }
 }
 

@@ -70,6 +70,47 @@ struct DecodeParams {
   float* lse = nullptr;        // optional [B, Hq]: natural-log sum of exp(scale·q·k) over the keys
 };
 
+// topk_block's prefill selection (DESIGN.md §3) for queries at positions 0 .. q_len-1 and as many
+// key blocks: per (batch, query head, query block qb) the top_k key blocks among 1 .. qb-1 by
+// the bound max over the block's queries of q⁺·kmax + q⁻·kmin, plus blocks 0 and qb. Writes the
+// whole row sel[b, hq, qb, 0 .. n_blocks) (1 = attended).
+struct BlockSelectParams {
+  const void* q = nullptr;  // [B, Hq, q_len, D]
+  Strides q_st;
+  const void* kmin = nullptr;  // per-block elementwise min / max of the keys, [B, Hkv, >= n_blocks, D]
+  const void* kmax = nullptr;
+  Strides s_st;
+  uint8_t* sel = nullptr;  // [B, Hq, n_blocks, n_blocks]
+  int64_t sel_stride_b = 0, sel_stride_h = 0, sel_stride_q = 0;
+  float* scores = nullptr;  // optional, same layout as sel: the bounds of ranked rows' candidates
+  int batch = 1, q_heads = 1, kv_heads = 1, q_len = 1, n_blocks = 1, head_dim = 128, top_k = 0;
+};
+size_t block_select_smem_bytes(int head_dim, int n_blocks);  // must stay within the device's limit
+void block_select(const BlockSelectParams& p, Dtype dtype, cudaStream_t stream);
+
+// topk_block's decode selection for the token at position pos (its key already stored at row
+// pos): bounds of the query against key blocks 1 .. qb-1 (qb = pos / 64), the top_k of them, and
+// the rows each query head attends to, written as kv head · cap + position: block 0, the chosen
+// blocks in order, then qb·64 .. pos. Also folds the new key k1 into block qb's min / max (the
+// first key of a block sets them).
+struct BlockDecodeParams {
+  const void* q = nullptr;  // [B, Hq, 1, D]
+  Strides q_st;
+  const void* k1 = nullptr;  // [B, Hkv, 1, D]
+  Strides k1_st;
+  void* kmin = nullptr;  // [B, Hkv, > qb, D], updated at block qb
+  void* kmax = nullptr;
+  Strides s_st;
+  float* scores = nullptr;  // work space [B, Hq, score_stride], score_stride >= qb - 1
+  int64_t score_stride = 0;
+  int32_t* rows = nullptr;  // [B, Hq, n_rows], n_rows = block_decode_rows(pos, top_k)
+  int64_t n_rows = 0;
+  int64_t cap = 0;  // rows per kv head in the K/V storage
+  int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128, pos = 0, top_k = 0;
+};
+int block_decode_rows(int pos, int top_k);
+void block_decode_select(const BlockDecodeParams& p, Dtype dtype, cudaStream_t stream);
+
 int decode_splits(const DecodeParams& p);  // key blocks per (batch, kv head)
 size_t decode_workspace_bytes(const DecodeParams& p);
 void decode_attention(const DecodeParams& p, Dtype dtype, cudaStream_t stream);
