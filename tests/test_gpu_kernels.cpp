@@ -24,11 +24,16 @@ namespace {
 const at::Device kCuda(at::kCUDA, 0);
 
 // Attention under per-key intervals in float64, from the formula.
+// With block_sel [B, Hq, query blocks, key blocks] (64 each), also that selection.
 at::Tensor interval_f64(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
-                        const at::Tensor& hi, int64_t q_pos0) {
+                        const at::Tensor& hi, int64_t q_pos0, const at::Tensor& block_sel = at::Tensor()) {
   const at::Tensor pos = at::arange(q_pos0, q_pos0 + q.size(2), lo.options());
   const int64_t groups = q.size(1) / k.size(1);
-  const at::Tensor mask = attn::ref::interval_mask(lo, hi, pos, groups);  // [B, Hq, Lq, N]
+  at::Tensor mask = attn::ref::interval_mask(lo, hi, pos, groups);  // [B, Hq, Lq, N]
+  if (block_sel.defined()) {
+    const at::Tensor per_query = block_sel.to(at::kBool).index_select(2, pos.div(64, "floor"));
+    mask = mask.logical_and(per_query.repeat_interleave(64, -1).narrow(-1, 0, k.size(2)));
+  }
   const at::Tensor qd = q.to(at::kDouble), kd = attn::ref::repeat_kv(k.to(at::kDouble), groups),
                    vd = attn::ref::repeat_kv(v.to(at::kDouble), groups);
   const at::Tensor logits = at::matmul(qd, kd.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(3)));
@@ -90,15 +95,21 @@ TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
       const at::Tensor forever = at::rand({2, c.hkv, N}, gen, at::TensorOptions().dtype(at::kDouble)).lt(0.3);
       const at::Tensor hi = at::where(forever, at::full({}, attn::ref::kNever, lopt), lo + span);
       const at::Tensor lo_d = lo.to(kCuda), hi_d = hi.to(kCuda);
-      const at::Tensor want = interval_f64(in.q, in.k, in.v, lo_d, hi_d, q_pos0);
-      const at::Tensor got = attn::fast::interval_attention(in.q, in.k, in.v, lo_d, hi_d, q_pos0, 1.0 / std::sqrt(double(c.d)));
-      // The same inputs through float32 math give the reference's own error in this dtype.
-      const at::Tensor ref32 = interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo_d, hi_d, q_pos0)
-                                   .to(dtype);
-      const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32, want);
-      EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << variant << " " << test::dtype_name(dtype) << " L=" << c.L
-                                                             << " D=" << c.d;
-      EXPECT_TRUE(test::all_finite(got));
+      // Without and with a random block selection (the block-sparse path: 64-row CTAs for D=128).
+      const int64_t nqb = (q_pos0 + c.L + 63) / 64, nkb = (N + 63) / 64;
+      const at::Tensor sel = at::rand({2, c.hq, nqb, nkb}, gen, at::TensorOptions().dtype(at::kDouble)).lt(0.4).to(kCuda);
+      for (const at::Tensor& block_sel : {at::Tensor(), sel}) {
+        const at::Tensor want = interval_f64(in.q, in.k, in.v, lo_d, hi_d, q_pos0, block_sel);
+        const at::Tensor got =
+            attn::fast::interval_attention(in.q, in.k, in.v, lo_d, hi_d, q_pos0, 1.0 / std::sqrt(double(c.d)), block_sel);
+        // The same inputs through float32 math give the reference's own error in this dtype.
+        const at::Tensor ref32 =
+            interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo_d, hi_d, q_pos0, block_sel).to(dtype);
+        const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32, want);
+        EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << variant << " " << test::dtype_name(dtype) << " L=" << c.L
+                                                               << " D=" << c.d << (block_sel.defined() ? " with block_sel" : "");
+        EXPECT_TRUE(test::all_finite(got));
+      }
     }
   }
 }

@@ -89,6 +89,78 @@ __device__ __forceinline__ bool visible(int lo, int hi, int pos, const uint8_t* 
   return vis;
 }
 
+// Per-element visibility in partially visible tiles: logits of keys this thread's rows cannot
+// see become -inf. Accumulator layout (mma.sync m16n8 and wgmma m64nN alike): fragment f is
+// s + f·kBN/2, and s[j·4 + r·2 + c] is key key0 + j·8 + tig·2 + c of the row at position
+// pos_base + f·16 + r·8.
+template <int kBN, int kFrags = 1>
+__device__ __forceinline__ void mask_tile(float* s, int key0, const int32_t* lo, const int32_t* hi, int kv_len,
+                                          int pos_base, const uint8_t* sel, int64_t sel_stride_q, int q_end, int tig) {
+#pragma unroll
+  for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int key = key0 + j * 8 + tig * 2 + c;
+      int a = kNever, z = -kNever;
+      if (key < kv_len) {
+        a = lo[key];
+        z = hi[key];
+      }
+#pragma unroll
+      for (int f = 0; f < kFrags; ++f) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          if (!visible(a, z, pos_base + f * 16 + r * 8, sel, sel_stride_q, key / kSelectBlock, kSelectBlock, q_end)) {
+            s[f * (kBN / 2) + j * 4 + r * 2 + c] = -INFINITY;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Online softmax (base 2) of one fragment's tile of logits, in place: s becomes P, row_max and
+// row_sum (rows r = 0, 1) are updated, corr is what the output so far must be multiplied by.
+template <int kBN>
+__device__ __forceinline__ void softmax_tile(float* s, float* row_max, float* row_sum, float* corr, float scale_log2) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j * 4 + r * 2], s[j * 4 + r * 2 + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(row_max[r], mx * scale_log2);
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    corr[r] = ex2(row_max[r] - m_use);
+    row_max[r] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const float pv = ex2(fmaf(s[j * 4 + r * 2 + c], scale_log2, -m_use));
+        s[j * 4 + r * 2 + c] = pv;
+        sum += pv;
+      }
+    }
+    row_sum[r] = row_sum[r] * corr[r] + sum;
+  }
+}
+
+// One fragment's output accumulators (D columns, same layout) times the rows' corrections.
+template <int D>
+__device__ __forceinline__ void rescale_o(float* o, const float* corr) {
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      o[j * 4 + r * 2] *= corr[r];
+      o[j * 4 + r * 2 + 1] *= corr[r];
+    }
+  }
+}
+
 // One round of listing. Listed tiles are kSub consecutive summarised tiles of `block` keys
 // (n_sub of those in all). Of the listed tiles [base, base + kThreads), those some query row in
 // [q_first, q_last] can see go to s_list in order, as tile | 0x80000000 when they need
@@ -146,8 +218,10 @@ __device__ __forceinline__ int list_tiles(const int4* summ, int n_sub, int base,
   return count;
 }
 
-// The tensor-core (wgmma, sm_90a) variant for head dim 128 with key tiles of `tile_keys` (64 or
-// 128); defined in interval_attention_wgmma.cu.
-void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, int tile_keys, cudaStream_t stream);
+// The tensor-core (wgmma, sm_90a) variant for head dim 128: query rows per CTA x keys per tile;
+// defined in interval_attention_wgmma.cu.
+enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };
+void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
+                           cudaStream_t stream);
 
 }  // namespace lcb::attn::cuda::detail

@@ -164,58 +164,15 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
         }
       }
       if (masked) {
-        const int key0 = tile * kBlockN;
-#pragma unroll
-        for (int nt = 0; nt < kBlockN / 8; ++nt) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int key = key0 + nt * 8 + tig * 2 + c;
-            int a = kNever, z = -kNever;
-            if (key < p.kv_len) {
-              a = lo[key];
-              z = hi[key];
-            }
-#pragma unroll
-            for (int f = 0; f < kFrags; ++f)
-#pragma unroll
-              for (int r = 0; r < 2; ++r) {
-                if (!visible(a, z, pos_warp + f * 16 + r * 8, sel, p.sel_stride_q, tile, kBlockN, q_end)) {
-                  s[f][nt][r * 2 + c] = -INFINITY;
-                }
-              }
-          }
-        }
+        mask_tile<kBlockN, kFrags>(&s[0][0][0], tile * kBlockN, lo, hi, p.kv_len, pos_warp, sel, p.sel_stride_q, q_end, tig);
       }
       // Online softmax (base 2), rows g and g + 8 of each row fragment.
 #pragma unroll
-      for (int f = 0; f < kFrags; ++f)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          float mx = -INFINITY;
-#pragma unroll
-          for (int nt = 0; nt < kBlockN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[f][nt][r * 2], s[f][nt][r * 2 + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float m_new = fmaxf(row_max[f][r], mx * scale_log2);
-          const float m_use = m_new == -INFINITY ? 0.f : m_new;
-          const float corr = ex2(row_max[f][r] - m_use);
-          row_max[f][r] = m_new;
-          row_sum[f][r] *= corr;
-#pragma unroll
-          for (int dt = 0; dt < D / 8; ++dt) {
-            o[f][dt][r * 2] *= corr;
-            o[f][dt][r * 2 + 1] *= corr;
-          }
-#pragma unroll
-          for (int nt = 0; nt < kBlockN / 8; ++nt) {
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const float pv = ex2(fmaf(s[f][nt][r * 2 + c], scale_log2, -m_use));
-              s[f][nt][r * 2 + c] = pv;
-              row_sum[f][r] += pv;
-            }
-          }
-        }
+      for (int f = 0; f < kFrags; ++f) {
+        float corr[2];
+        softmax_tile<kBlockN>(&s[f][0][0], row_max[f], row_sum[f], corr, scale_log2);
+        rescale_o<D>(&o[f][0][0], corr);
+      }
       // O += P V: the S accumulators of two key octets form one A fragment; each V fragment
       // serves both row fragments.
 #pragma unroll
@@ -288,12 +245,16 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   summarise_tiles<<<(total + 255) / 256, 256, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads,
                                                            p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
   check(cudaGetLastError(), "tile summary launch");
-  // Head dim 128 runs the wgmma kernel with 128-key tiles; LCB_INTERVAL_KERNEL=wgmma64 asks for
-  // 64-key tiles, =mma for the mma.sync kernel.
+  // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or with a block selection 64 x 64
+  // (one query block per CTA, one key block per tile: a selected tile needs no per-element mask).
+  // LCB_INTERVAL_KERNEL=wgmma64 asks for 128 x 64, =mma for the mma.sync kernel.
   const char* env = std::getenv("LCB_INTERVAL_KERNEL");
   const std::string choice = env != nullptr ? env : "";
   if (p.head_dim == 128 && choice != "mma") {
-    launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), choice == "wgmma64" ? 64 : 128, stream);
+    const WgmmaShape shape = p.block_sel != nullptr ? WgmmaShape::kRows64Keys64
+                             : choice == "wgmma64"  ? WgmmaShape::kRows128Keys64
+                                                    : WgmmaShape::kRows128Keys128;
+    launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), shape, stream);
   } else if (dtype == Dtype::kBFloat16) {
     p.head_dim == 128 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__nv_bfloat16, 64>(p, stream);
   } else {
