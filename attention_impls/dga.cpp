@@ -88,10 +88,11 @@ class Dga final : public Attention {
     at::Tensor focal_k, focal_v, agg_k, agg_v, tail_k, tail_v, tail_pos;
   };
 
-  // With `input_dtype_keys` the compressed keys/values stay in the input dtype (for the kernel);
-  // otherwise they are in the compute dtype (for the reference).
+  // With `kernels` (the CUDA fast path) the importance, focal split and aggregation run on the GPU
+  // kernels and the compressed keys/values stay in the input dtype; otherwise everything is ATen
+  // in the compute dtype (the reference).
   Layout build_layout(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                      bool input_dtype_keys = false) const {
+                      bool kernels = false) const {
     const auto cdt = ref::compute_dtype(q.scalar_type());
     const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
     const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
@@ -107,7 +108,10 @@ class Dga final : public Attention {
 
     // 1-2. Importance from the sampled queries, then the focal set (selection is not differentiated).
     at::Tensor order;  // [B, Hkv, L]: non-focal positions ascending, then focal positions ascending
-    {
+    if (kernels) {
+      at::NoGradGuard no_grad;
+      order = fast::dga_order(q.detach(), k.detach(), sampled_positions(L, q.device()), scale, F).second;
+    } else {
       at::NoGradGuard no_grad;
       const at::Tensor S = sampled_positions(L, q.device());
       const int64_t ns = S.size(0);
@@ -131,21 +135,16 @@ class Dga final : public Attention {
     // 3. Groups of m consecutive non-focal tokens; weights from the group's last query.
     const at::Tensor grouped = nonfocal_pos.narrow(-1, 0, G * m_).view({B, Hkv, G, m_});
     const at::Tensor ends = grouped.select(-1, m_ - 1);  // [B, Hkv, G]
-    const at::Tensor kg = gather_rows(k, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
-    const at::Tensor vg = gather_rows(v, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
-    // Queries at e_g of every head of the kv head: [B, Hkv, G, Gq, D].
-    const at::Tensor q_heads = q.reshape({B, Hkv, Gq, L, D});
-    const at::Tensor q_end =
-        q_heads.gather(3, ends.unsqueeze(2).unsqueeze(-1).expand({B, Hkv, Gq, G, D})).to(cdt).transpose(2, 3);
-    const at::Tensor w = at::softmax(at::matmul(q_end, kg.transpose(-2, -1)).mean(3) * scale, -1);  // [B, Hkv, G, m]
-    // Aggregates are stored in the input dtype, as a kernel would store them.
-    lay.agg_k = (w.unsqueeze(-1) * kg).sum(3).to(q.scalar_type());
-    lay.agg_v = (w.unsqueeze(-1) * vg).sum(3).to(q.scalar_type());
+    if (kernels) {
+      std::tie(lay.agg_k, lay.agg_v) = fast::dga_aggregate(q, k, v, grouped, scale);
+    } else {
+      std::tie(lay.agg_k, lay.agg_v) = aggregate_reference(q, k, v, grouped, scale);
+    }
 
     // 4-5. Keys and intervals: [focal ; aggregates ; raw non-focal].
     lay.focal_k = gather_rows(k, focal_pos);
     lay.focal_v = gather_rows(v, focal_pos);
-    if (input_dtype_keys) {
+    if (kernels) {
       lay.keys = at::cat({lay.focal_k, lay.agg_k, gather_rows(k, nonfocal_pos)}, 2);
       lay.values = at::cat({lay.focal_v, lay.agg_v, gather_rows(v, nonfocal_pos)}, 2);
     } else {
@@ -168,6 +167,28 @@ class Dga final : public Attention {
     lay.tail_k = gather_rows(k, lay.tail_pos);
     lay.tail_v = gather_rows(v, lay.tail_pos);
     return lay;
+  }
+
+  // Step 3 in ATen, in the compute dtype: {agg_k, agg_v} for groups of positions [B, Hkv, G, m].
+  std::pair<at::Tensor, at::Tensor> aggregate_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                        const at::Tensor& grouped, double scale) const {
+    const auto cdt = ref::compute_dtype(q.scalar_type());
+    const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
+    const int64_t G = grouped.size(2);
+    const at::Tensor ends = grouped.select(-1, m_ - 1);  // [B, Hkv, G]
+    auto gather_rows = [&](const at::Tensor& x, const at::Tensor& idx) {  // x [B, Hkv, L, D], idx [B, Hkv, n]
+      return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
+    };
+    const at::Tensor kg = gather_rows(k, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
+    const at::Tensor vg = gather_rows(v, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
+    // Queries at e_g of every head of the kv head: [B, Hkv, G, Gq, D].
+    const at::Tensor q_heads = q.reshape({B, Hkv, Gq, L, D});
+    const at::Tensor q_end =
+        q_heads.gather(3, ends.unsqueeze(2).unsqueeze(-1).expand({B, Hkv, Gq, G, D})).to(cdt).transpose(2, 3);
+    const at::Tensor w = at::softmax(at::matmul(q_end, kg.transpose(-2, -1)).mean(3) * scale, -1);  // [B, Hkv, G, m]
+    // Aggregates are stored in the input dtype, as a kernel would store them.
+    return {(w.unsqueeze(-1) * kg).sum(3).to(q.scalar_type()), (w.unsqueeze(-1) * vg).sum(3).to(q.scalar_type())};
+
   }
 
   Output forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts,
@@ -315,7 +336,7 @@ DgaPlan dga_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k
   const auto* dga = dynamic_cast<const Dga*>(&impl);
   if (dga == nullptr) throw std::invalid_argument("dga_plan: " + impl.spec() + " is not a dga implementation");
   at::NoGradGuard no_grad;
-  auto lay = dga->build_layout(q, k, v, scale, /*input_dtype_keys=*/true);
+  auto lay = dga->build_layout(q, k, v, scale, /*kernels=*/fast::reason_not(q, k, v, {}).empty());
   return {lay.keys, lay.values, lay.lo, lay.hi};
 }
 

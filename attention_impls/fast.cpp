@@ -45,6 +45,15 @@ at::Tensor topk_block_select(const at::Tensor&, const at::Tensor&, const at::Ten
 
 std::string reason_not_select(const at::Tensor&, int64_t) { return "this build has no CUDA kernels"; }
 
+std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor&, const at::Tensor&, const at::Tensor&, double, int64_t) {
+  throw std::logic_error("fast::dga_order: this build has no CUDA kernels");
+}
+
+std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                double) {
+  throw std::logic_error("fast::dga_aggregate: this build has no CUDA kernels");
+}
+
 at::Tensor topk_block_decode_rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
                                   int64_t, int64_t) {
   throw std::logic_error("fast::topk_block_decode_rows: this build has no CUDA kernels");
@@ -306,6 +315,62 @@ at::Tensor topk_block_decode_rows(const at::Tensor& q_in, const at::Tensor& k1_i
   p.head_dim = static_cast<int>(q.size(3));
   cuda::block_decode_select(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
   return rows;
+}
+
+std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& samples,
+                                            double scale, int64_t focal) {
+  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in);
+  const int64_t B = q.size(0), Hkv = k.size(1), L = k.size(2);
+  const at::Tensor s32 = samples.to(q.device(), at::kInt).contiguous();
+  cuda::DgaSelectParams p;
+  p.q = q.data_ptr();
+  p.q_st = strides_of(q);
+  p.k = k.data_ptr();
+  p.k_st = strides_of(k);
+  p.samples = s32.data_ptr<int32_t>();
+  p.n_samples = static_cast<int>(s32.numel());
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(q.size(1));
+  p.kv_heads = static_cast<int>(Hkv);
+  p.len = static_cast<int>(L);
+  p.head_dim = static_cast<int>(q.size(3));
+  p.focal = static_cast<int>(focal);
+  p.scale = static_cast<float>(scale);
+  at::Tensor importance = at::empty({B, Hkv, L}, q.options().dtype(at::kFloat));
+  at::Tensor order = at::empty({B, Hkv, L}, q.options().dtype(at::kLong));
+  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::dga_select_workspace_bytes(p))}, q.options().dtype(at::kByte));
+  p.importance = importance.data_ptr<float>();
+  p.order = order.data_ptr<int64_t>();
+  p.workspace = ws.data_ptr();
+  cuda::dga_select(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return {importance, order};
+}
+
+std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                                const at::Tensor& positions, double scale) {
+  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
+  const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3);
+  const at::Tensor pos = positions.to(at::kLong).contiguous();
+  at::Tensor agg_k = at::empty({B, Hkv, G, D}, k.options()), agg_v = at::empty({B, Hkv, G, D}, v.options());
+  cuda::DgaAggregateParams p;
+  p.q = q.data_ptr();
+  p.q_st = strides_of(q);
+  p.k = k.data_ptr();
+  p.k_st = strides_of(k);
+  p.v = v.data_ptr();
+  p.v_st = strides_of(v);
+  p.positions = pos.data_ptr<int64_t>();
+  p.agg_k = agg_k.data_ptr();
+  p.agg_v = agg_v.data_ptr();
+  p.batch = static_cast<int>(B);
+  p.q_heads = static_cast<int>(q.size(1));
+  p.kv_heads = static_cast<int>(Hkv);
+  p.head_dim = static_cast<int>(D);
+  p.n_groups = static_cast<int>(G);
+  p.m = static_cast<int>(positions.size(3));
+  p.scale = static_cast<float>(scale);
+  cuda::dga_aggregate(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+  return {agg_k, agg_v};
 }
 
 #endif

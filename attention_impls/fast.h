@@ -65,4 +65,15 @@ at::Tensor decode_attention(const at::Tensor& q1, const std::vector<std::pair<at
 at::Tensor decode_attention_rows(const at::Tensor& q1, const at::Tensor& k_store, const at::Tensor& v_store,
                                  const at::Tensor& rows, double scale);
 
+// DGA's importance and focal split on the GPU (DESIGN.md §3, steps 1-2). samples: the sampled
+// query positions, ascending. Returns {importance [B, Hkv, L] float32, order [B, Hkv, L] int64:
+// the non-focal positions ascending, then the `focal` most important positions ascending}.
+std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q, const at::Tensor& k, const at::Tensor& samples,
+                                            double scale, int64_t focal);
+
+// DGA's group aggregates (step 3) for groups of positions [B, Hkv, G, m] (ascending; the last is
+// the group's end): {agg_k, agg_v}, [B, Hkv, G, D] in q's dtype.
+std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                const at::Tensor& positions, double scale);
+
 }  // namespace lcb::attn::fast

@@ -195,6 +195,103 @@ TEST(BlockSelect, PrefillSelectionIsATopKOfFloat64Bounds) {
   }
 }
 
+// DGA's importance, focal split and group aggregation kernels against the formulas in float64.
+at::Tensor dga_samples(int64_t L, int64_t samples, bool strided) {
+  const int64_t n = std::min(samples, L);
+  const auto opt = at::TensorOptions().dtype(at::kLong);
+  return strided ? (at::arange(1, n + 1, opt) * L).div(n, "floor") - 1 : at::arange(L - n, L, opt);
+}
+
+TEST(DgaKernels, ImportanceAndFocalSplitMatchFloat64) {
+  REQUIRE_GPU();
+  struct DgaCase {
+    int64_t B, L, hq, hkv, d, samples;
+    bool strided;
+    double gamma;
+    at::ScalarType dtype;
+  };
+  for (const DgaCase c : {DgaCase{1, 1, 4, 1, 64, 64, false, 0.1, at::kBFloat16},
+                          DgaCase{2, 333, 8, 2, 128, 64, false, 0.1, at::kBFloat16},
+                          DgaCase{1, 1000, 8, 8, 64, 8, true, 0.25, at::kHalf},
+                          DgaCase{1, 4099, 32, 8, 128, 64, false, 0.1, at::kBFloat16},
+                          DgaCase{1, 200, 4, 4, 128, 100, true, 1.0, at::kBFloat16},
+                          DgaCase{1, 150, 4, 2, 64, 16, false, 0.0, at::kHalf}}) {
+    const auto in = test::random_qkv(c.B, c.hq, c.hkv, c.L, c.L, c.d, 300 + c.L, c.dtype, kCuda);
+    const double scale = 1.0 / std::sqrt(double(c.d));
+    const at::Tensor S = dga_samples(c.L, c.samples, c.strided);
+    const int64_t F = std::min<int64_t>(c.L, static_cast<int64_t>(std::ceil(c.gamma * c.L - 1e-9)));
+    const auto [importance, order] = attn::fast::dga_order(in.q, in.k, S.to(kCuda), scale, F);
+    // float64: s_j = Σ_{i∈S, i>=j} Σ_heads softmax_i(scale q_i·K)_j
+    const int64_t g = c.hq / c.hkv;
+    const at::Tensor qs = in.q.to(at::kDouble).to(at::kCPU).index_select(2, S);
+    const at::Tensor kd = in.k.to(at::kDouble).to(at::kCPU).repeat_interleave(g, 1);
+    const at::Tensor future = at::arange(c.L, S.options()).unsqueeze(0).gt(S.unsqueeze(1));
+    const at::Tensor probs = at::softmax((at::matmul(qs, kd.transpose(-2, -1)) * scale).masked_fill(future, -INFINITY), -1);
+    const at::Tensor want = probs.sum(2).view({c.B, c.hkv, g, c.L}).sum(2);
+    const at::Tensor got = importance.to(at::kDouble).to(at::kCPU);
+    const double tol_scale = 1e-4;
+    EXPECT_TRUE(((got - want).abs() <= want * tol_scale + 1e-6).all().item<bool>())
+        << "importance L=" << c.L << ": max abs err " << (got - want).abs().max().item<double>();
+    // order: a permutation, non-focal ascending then focal ascending, and the focal set a top-F of float64 s.
+    const at::Tensor ord = order.to(at::kCPU);
+    const at::Tensor sorted = std::get<0>(ord.sort(-1));
+    ASSERT_TRUE(sorted.equal(at::arange(c.L, ord.options()).expand({c.B, c.hkv, c.L}))) << "not a permutation, L=" << c.L;
+    const int64_t R = c.L - F;
+    const at::Tensor nonfocal = ord.narrow(-1, 0, R), focal = ord.narrow(-1, R, F);
+    if (R > 1) EXPECT_TRUE(nonfocal.diff(1, -1).gt(0).all().item<bool>()) << "non-focal not ascending";
+    if (F > 1) EXPECT_TRUE(focal.diff(1, -1).gt(0).all().item<bool>()) << "focal not ascending";
+    if (F > 0 && R > 0) {
+      const double slack = 2 * (tol_scale * want.max().item<double>() + 1e-6);
+      const at::Tensor worst_focal = want.gather(-1, focal).amin(-1), best_other = want.gather(-1, nonfocal).amax(-1);
+      EXPECT_TRUE(worst_focal.ge(best_other - slack).all().item<bool>()) << "focal set is not a top-" << F << ", L=" << c.L;
+    }
+  }
+}
+
+TEST(DgaKernels, AggregatesMatchFloat64) {
+  REQUIRE_GPU();
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case c : {Case{333, 8, 2, 128}, Case{1000, 4, 4, 64}, Case{97, 8, 1, 128}}) {
+      for (const int64_t m : {int64_t{1}, int64_t{4}, int64_t{16}}) {
+        const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, c.L, c.d, 50 + c.L + m, dtype, kCuda);
+        const double scale = 1.0 / std::sqrt(double(c.d));
+        const int64_t G = c.L / 2 / m, g = c.hq / c.hkv;
+        // Groups of m positions, ascending within a group, drawn from a random subset.
+        auto gen = at::make_generator<at::CPUGeneratorImpl>(c.L + m);
+        const at::Tensor perm = std::get<1>(at::rand({2, c.hkv, c.L}, gen, at::TensorOptions().dtype(at::kDouble)).sort(-1));
+        const at::Tensor pick = std::get<0>(perm.narrow(-1, 0, G * m).sort(-1));
+        const at::Tensor positions = pick.view({2, c.hkv, G, m});
+        const auto [agg_k, agg_v] = attn::fast::dga_aggregate(in.q, in.k, in.v, positions.to(kCuda), scale);
+        // float64 (and float32 rounded to the dtype: the error the formula itself makes).
+        auto formula = [&](at::ScalarType t) {
+          const at::Tensor q = in.q.to(t).to(at::kCPU), k = in.k.to(t).to(at::kCPU), v = in.v.to(t).to(at::kCPU);
+          const at::Tensor flat = positions.reshape({2, c.hkv, G * m});
+          auto rows = [&](const at::Tensor& x) {
+            return x.gather(2, flat.unsqueeze(-1).expand({2, c.hkv, G * m, c.d})).view({2, c.hkv, G, m, c.d});
+          };
+          const at::Tensor ends = positions.select(-1, m - 1);  // [2, Hkv, G]
+          const at::Tensor q_end = q.reshape({2, c.hkv, g, c.L, c.d})
+                                       .gather(3, ends.unsqueeze(2).unsqueeze(-1).expand({2, c.hkv, g, G, c.d}))
+                                       .transpose(2, 3);  // [2, Hkv, G, g, D]
+          const at::Tensor kg = rows(k), vg = rows(v);
+          const at::Tensor w = at::softmax(at::matmul(q_end, kg.transpose(-2, -1)).mean(3) * scale, -1);
+          return std::make_pair((w.unsqueeze(-1) * kg).sum(3), (w.unsqueeze(-1) * vg).sum(3));
+        };
+        const auto want = formula(at::kDouble);
+        const auto ref32 = formula(at::kFloat);
+        for (int which = 0; which < 2; ++which) {
+          const at::Tensor got = (which == 0 ? agg_k : agg_v).to(at::kCPU);
+          const at::Tensor w64 = which == 0 ? want.first : want.second;
+          const at::Tensor r32 = (which == 0 ? ref32.first : ref32.second).to(dtype);
+          const double err = test::rel_l2(got, w64), ref_err = test::rel_l2(r32, w64);
+          EXPECT_LE(err, test::derived_tolerance(dtype, ref_err))
+              << (which == 0 ? "agg_k" : "agg_v") << " " << test::dtype_name(dtype) << " L=" << c.L << " m=" << m;
+        }
+      }
+    }
+  }
+}
+
 TEST(DecodeKernel, SegmentsMatchFloat64) {
   REQUIRE_GPU();
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {

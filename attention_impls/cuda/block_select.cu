@@ -21,79 +21,6 @@ constexpr int kBlk = kSelectBlock;  // keys per block, queries per query block
 constexpr int kThreadsP = 128;      // prefill: 4 warps of 16 query rows
 constexpr int kThreadsD = 256;      // decode kernels
 
-// Unsigned key with the order of the float (larger float, larger key).
-__device__ __forceinline__ uint32_t order_key(float f) {
-  const uint32_t b = __float_as_uint(f);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
-// Marks flag[i] = 1 for the k largest of key[0, n) (0 < k < n; ties taken lowest index first),
-// 0 for the rest. Every thread of the block calls it.
-template <int kThreads>
-__device__ void select_largest(const uint32_t* key, int n, int k, uint8_t* flag) {
-  __shared__ int hist[256];
-  __shared__ int s_pick[2];
-  __shared__ int s_warp[kThreads / 32];
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  uint32_t prefix = 0, mask = 0;
-  int remaining = k;  // how many still to take among the keys matching prefix under mask
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
-    __syncthreads();
-    for (int i = tid; i < n; i += kThreads) {
-      const uint32_t u = key[i];
-      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
-    }
-    __syncthreads();
-    if (warp == 0) {  // lane l owns digits [8l, 8l + 8); find the digit holding the remaining-th largest
-      int local = 0;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) local += hist[lane * 8 + j];
-      int suffix = local;  // keys with this lane's digits or higher
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const int other = __shfl_down_sync(0xffffffffu, suffix, off);
-        if (lane + off < 32) suffix += other;
-      }
-      int above = suffix - local;
-      if (above < remaining && suffix >= remaining) {
-        for (int j = 7; j >= 0; --j) {
-          const int c = hist[lane * 8 + j];
-          if (above + c >= remaining) {
-            s_pick[0] = lane * 8 + j;
-            s_pick[1] = remaining - above;
-            break;
-          }
-          above += c;
-        }
-      }
-    }
-    __syncthreads();
-    prefix |= static_cast<uint32_t>(s_pick[0]) << shift;
-    mask |= 255u << shift;
-    remaining = s_pick[1];
-    __syncthreads();
-  }
-  // prefix is the k-th largest key: take every larger key and the first `remaining` equal ones.
-  int taken = 0;
-  for (int base = 0; base < n; base += kThreads) {
-    const int i = base + tid;
-    const bool eq = i < n && key[i] == prefix;
-    const unsigned ballot = __ballot_sync(0xffffffffu, eq);
-    if (lane == 0) s_warp[warp] = __popc(ballot);
-    __syncthreads();
-    int before = taken, total = taken;
-#pragma unroll
-    for (int w = 0; w < kThreads / 32; ++w) {
-      before += w < warp ? s_warp[w] : 0;
-      total += s_warp[w];
-    }
-    if (i < n) flag[i] = key[i] > prefix || (eq && before + __popc(ballot & ((1u << lane) - 1)) < remaining);
-    __syncthreads();
-    taken = total;
-  }
-}
-
 template <typename T>
 struct Pair;
 template <>
@@ -225,7 +152,7 @@ __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectPa
       }
       __syncthreads();  // the summaries' buffers and s_red are rewritten by the next chunk
     }
-    select_largest<kThreadsP>(keys, n_cand, chosen, flags);
+    select_largest<kThreadsP>([keys](int i) { return keys[i]; }, n_cand, chosen, flags);
     __syncthreads();
   }
   uint8_t* row = p.sel + b * p.sel_stride_b + hq * p.sel_stride_h + static_cast<int64_t>(qb) * p.sel_stride_q;
@@ -331,7 +258,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_rows_kernel(BlockDecodeParam
     const float* scores = p.scores + (static_cast<int64_t>(b) * p.q_heads + hq) * p.score_stride;
     for (int i = tid; i < n_cand; i += kThreadsD) keys_d[i] = order_key(scores[i]);
     __syncthreads();
-    select_largest<kThreadsD>(keys_d, n_cand, chosen, flags);
+    const uint32_t* keys = keys_d;
+    select_largest<kThreadsD>([keys](int i) { return keys[i]; }, n_cand, chosen, flags);
     __syncthreads();
   }
   int written = 0;  // rows before the diagonal block

@@ -218,6 +218,81 @@ __device__ __forceinline__ int list_tiles(const int4* summ, int n_sub, int base,
   return count;
 }
 
+// Unsigned key with the order of the float (larger float, larger key).
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t b = __float_as_uint(f);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Radix select: marks flag[i] = 1 for the k largest of key_at(0 .. n-1) (unsigned keys; 0 < k < n;
+// ties taken lowest index first), 0 for the rest; flag may be shared or global memory. Four
+// passes of 8-bit histograms, then one pass for the ties. Every thread of the block calls it.
+template <int kThreads, typename KeyAt>
+__device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
+  __shared__ int hist[256];
+  __shared__ int s_pick[2];
+  __shared__ int s_warp[kThreads / 32];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  uint32_t prefix = 0, mask = 0;
+  int remaining = k;  // how many still to take among the keys matching prefix under mask
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
+    __syncthreads();
+    for (int i = tid; i < n; i += kThreads) {
+      const uint32_t u = key_at(i);
+      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
+    }
+    __syncthreads();
+    if (warp == 0) {  // lane l owns digits [8l, 8l + 8); find the digit holding the remaining-th largest
+      int local = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) local += hist[lane * 8 + j];
+      int suffix = local;  // keys with this lane's digits or higher
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const int other = __shfl_down_sync(0xffffffffu, suffix, off);
+        if (lane + off < 32) suffix += other;
+      }
+      int above = suffix - local;
+      if (above < remaining && suffix >= remaining) {
+        for (int j = 7; j >= 0; --j) {
+          const int c = hist[lane * 8 + j];
+          if (above + c >= remaining) {
+            s_pick[0] = lane * 8 + j;
+            s_pick[1] = remaining - above;
+            break;
+          }
+          above += c;
+        }
+      }
+    }
+    __syncthreads();
+    prefix |= static_cast<uint32_t>(s_pick[0]) << shift;
+    mask |= 255u << shift;
+    remaining = s_pick[1];
+    __syncthreads();
+  }
+  // prefix is the k-th largest key: take every larger key and the first `remaining` equal ones.
+  int taken = 0;
+  for (int base = 0; base < n; base += kThreads) {
+    const int i = base + tid;
+    const uint32_t u = i < n ? key_at(i) : 0u;
+    const bool eq = i < n && u == prefix;
+    const unsigned ballot = __ballot_sync(0xffffffffu, eq);
+    if (lane == 0) s_warp[warp] = __popc(ballot);
+    __syncthreads();
+    int before = taken, total = taken;
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) {
+      before += w < warp ? s_warp[w] : 0;
+      total += s_warp[w];
+    }
+    if (i < n) flag[i] = u > prefix || (eq && before + __popc(ballot & ((1u << lane) - 1)) < remaining);
+    __syncthreads();
+    taken = total;
+  }
+}
+
 // The tensor-core (wgmma, sm_90a) variant for head dim 128: query rows per CTA x keys per tile;
 // defined in interval_attention_wgmma.cu.
 enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };

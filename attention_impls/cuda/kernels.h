@@ -111,6 +111,45 @@ struct BlockDecodeParams {
 int block_decode_rows(int pos, int top_k);
 void block_decode_select(const BlockDecodeParams& p, Dtype dtype, cudaStream_t stream);
 
+// DGA's importance and focal split (DESIGN.md §3, steps 1-2) per (batch, kv head): importance
+// s_j = Σ over sampled positions i >= j and the kv head's query heads of softmax_i(scale·q·K)_j,
+// written to `importance`; the top `focal` positions by s are focal; `order` gets the non-focal
+// positions ascending, then the focal ones ascending.
+struct DgaSelectParams {
+  const void* q = nullptr;  // [B, Hq, len, D]
+  Strides q_st;
+  const void* k = nullptr;  // [B, Hkv, len, D]
+  Strides k_st;
+  const int32_t* samples = nullptr;  // n_samples sampled positions, ascending
+  int n_samples = 0;
+  float* importance = nullptr;  // [B, Hkv, len]
+  int64_t* order = nullptr;     // [B, Hkv, len]
+  void* workspace = nullptr;    // dga_select_workspace_bytes()
+  int batch = 1, q_heads = 1, kv_heads = 1, len = 1, head_dim = 128, focal = 0;
+  float scale = 1.0f;
+};
+size_t dga_select_workspace_bytes(const DgaSelectParams& p);
+void dga_select(const DgaSelectParams& p, Dtype dtype, cudaStream_t stream);
+
+// DGA's group aggregation (step 3): group g of (b, kv head) holds the m positions
+// positions[b, h, g, :] (ascending, the last is e_g); w = softmax_j(scale · mean over the kv head's
+// query heads of q_{e_g}·k_j); agg_k / agg_v [B, Hkv, n_groups, D] (contiguous, input dtype) get
+// Σ_j w_j k_j and Σ_j w_j v_j.
+struct DgaAggregateParams {
+  const void* q = nullptr;
+  Strides q_st;
+  const void* k = nullptr;
+  Strides k_st;
+  const void* v = nullptr;
+  Strides v_st;
+  const int64_t* positions = nullptr;  // contiguous [B, Hkv, n_groups, m]
+  void* agg_k = nullptr;
+  void* agg_v = nullptr;
+  int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128, n_groups = 0, m = 1;
+  float scale = 1.0f;
+};
+void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream);
+
 int decode_splits(const DecodeParams& p);  // key blocks per (batch, kv head)
 size_t decode_workspace_bytes(const DecodeParams& p);
 void decode_attention(const DecodeParams& p, Dtype dtype, cudaStream_t stream);

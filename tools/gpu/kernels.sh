@@ -39,7 +39,7 @@ if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
 fi
 
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*' \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 echo "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 
