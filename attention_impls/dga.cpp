@@ -128,6 +128,25 @@ class Dga final : public Attention {
     const at::Tensor nonfocal_pos = order.narrow(-1, 0, R);  // [B, Hkv, R]
     const at::Tensor focal_pos = order.narrow(-1, R, F);     // [B, Hkv, F]
 
+    if (kernels) {  // 3-5 on the GPU: aggregates, focal and raw rows, intervals (int32, INT32_MAX: never)
+      fast::DgaLayout out = fast::dga_layout(q.detach(), k.detach(), v.detach(), order, F, m_, scale);
+      lay.keys = out.keys;
+      lay.values = out.values;
+      lay.lo = out.lo;
+      lay.hi = out.hi;
+      // Views into the layout (forward() copies them for a decode cache).
+      lay.focal_k = lay.keys.narrow(2, 0, F);
+      lay.focal_v = lay.values.narrow(2, 0, F);
+      lay.agg_k = lay.keys.narrow(2, F, G);
+      lay.agg_v = lay.values.narrow(2, F, G);
+      lay.tail_pos = nonfocal_pos.narrow(-1, G * m_, T);
+      lay.tail_k = lay.keys.narrow(2, F + G + G * m_, T);
+      lay.tail_v = lay.values.narrow(2, F + G + G * m_, T);
+      lay.kept_lo = arange_l.view({1, 1, L}).expand({B, Hkv, L});
+      lay.kept_hi = at::full({B, Hkv, L}, kNever, lopt).scatter(-1, nonfocal_pos, lay.hi.narrow(-1, F + G, R).to(at::kLong));
+      return lay;
+    }
+
     auto gather_rows = [&](const at::Tensor& x, const at::Tensor& idx) {  // x [B, Hkv, L, D], idx [B, Hkv, n]
       return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
     };
@@ -135,19 +154,12 @@ class Dga final : public Attention {
     // 3. Groups of m consecutive non-focal tokens; weights from the group's last query.
     const at::Tensor grouped = nonfocal_pos.narrow(-1, 0, G * m_).view({B, Hkv, G, m_});
     const at::Tensor ends = grouped.select(-1, m_ - 1);  // [B, Hkv, G]
-    if (kernels) {
-      std::tie(lay.agg_k, lay.agg_v) = fast::dga_aggregate(q, k, v, grouped, scale);
-    } else {
-      std::tie(lay.agg_k, lay.agg_v) = aggregate_reference(q, k, v, grouped, scale);
-    }
+    std::tie(lay.agg_k, lay.agg_v) = aggregate_reference(q, k, v, grouped, scale);
 
     // 4-5. Keys and intervals: [focal ; aggregates ; raw non-focal].
     lay.focal_k = gather_rows(k, focal_pos);
     lay.focal_v = gather_rows(v, focal_pos);
-    if (kernels) {
-      lay.keys = at::cat({lay.focal_k, lay.agg_k, gather_rows(k, nonfocal_pos)}, 2);
-      lay.values = at::cat({lay.focal_v, lay.agg_v, gather_rows(v, nonfocal_pos)}, 2);
-    } else {
+    {
       const at::Tensor raw_k = gather_rows(k, nonfocal_pos).to(cdt), raw_v = gather_rows(v, nonfocal_pos).to(cdt);
       lay.keys = at::cat({lay.focal_k.to(cdt), lay.agg_k.to(cdt), raw_k}, 2);
       lay.values = at::cat({lay.focal_v.to(cdt), lay.agg_v.to(cdt), raw_v}, 2);
@@ -223,12 +235,14 @@ class Dga final : public Attention {
     o.cost = layout_cost(s, lay);
     if (cache) {
       auto c = std::make_unique<DgaCache>();
-      c->focal_k = lay.focal_k;
-      c->focal_v = lay.focal_v;
-      c->agg_k = lay.agg_k;
-      c->agg_v = lay.agg_v;
-      c->tail_k = lay.tail_k;
-      c->tail_v = lay.tail_v;
+      // On the fast path these are views into the whole layout: copies keep only the cache.
+      auto own = [fast_path](const at::Tensor& t) { return fast_path ? t.clone() : t; };
+      c->focal_k = own(lay.focal_k);
+      c->focal_v = own(lay.focal_v);
+      c->agg_k = own(lay.agg_k);
+      c->agg_v = own(lay.agg_v);
+      c->tail_k = own(lay.tail_k);
+      c->tail_v = own(lay.tail_v);
       c->tail_pos = lay.tail_pos;
       c->seen = s.kv_len;
       *cache = std::move(c);

@@ -54,6 +54,10 @@ std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor&, const at::Ten
   throw std::logic_error("fast::dga_aggregate: this build has no CUDA kernels");
 }
 
+DgaLayout dga_layout(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, double) {
+  throw std::logic_error("fast::dga_layout: this build has no CUDA kernels");
+}
+
 at::Tensor topk_block_decode_rows(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
                                   int64_t, int64_t) {
   throw std::logic_error("fast::topk_block_decode_rows: this build has no CUDA kernels");
@@ -79,7 +83,7 @@ cuda::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1)
 
 // Integer interval ends as int32 [B, Hkv, N] (stride 0 where broadcast), "never" clamped.
 at::Tensor interval_ends(const at::Tensor& x, int64_t B, int64_t H, int64_t N) {
-  at::Tensor t = x.clamp_max(std::numeric_limits<int32_t>::max()).to(at::kInt);
+  at::Tensor t = x.scalar_type() == at::kInt ? x : x.clamp_max(std::numeric_limits<int32_t>::max()).to(at::kInt);
   while (t.dim() < 3) t = t.unsqueeze(0);
   t = t.expand({B, H, N});
   if (t.stride(2) != 1) t = t.contiguous();
@@ -346,12 +350,14 @@ std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q_in, const at::Te
   return {importance, order};
 }
 
-std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
-                                                const at::Tensor& positions, double scale) {
-  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
+namespace {
+
+// Launches the group aggregation of `positions` [B, Hkv, G, m] into rows row0 .. row0 + G - 1 of
+// out_k / out_v [B, Hkv, rows, D].
+void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
+                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0) {
   const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3);
   const at::Tensor pos = positions.to(at::kLong).contiguous();
-  at::Tensor agg_k = at::empty({B, Hkv, G, D}, k.options()), agg_v = at::empty({B, Hkv, G, D}, v.options());
   cuda::DgaAggregateParams p;
   p.q = q.data_ptr();
   p.q_st = strides_of(q);
@@ -360,8 +366,10 @@ std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q_in, const at
   p.v = v.data_ptr();
   p.v_st = strides_of(v);
   p.positions = pos.data_ptr<int64_t>();
-  p.agg_k = agg_k.data_ptr();
-  p.agg_v = agg_v.data_ptr();
+  p.agg_k = out_k.data_ptr();
+  p.agg_v = out_v.data_ptr();
+  p.out_st = strides_of(out_k);
+  p.out_row0 = static_cast<int>(row0);
   p.batch = static_cast<int>(B);
   p.q_heads = static_cast<int>(q.size(1));
   p.kv_heads = static_cast<int>(Hkv);
@@ -370,7 +378,56 @@ std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q_in, const at
   p.m = static_cast<int>(positions.size(3));
   p.scale = static_cast<float>(scale);
   cuda::dga_aggregate(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                                const at::Tensor& positions, double scale) {
+  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
+  at::Tensor agg_k = at::empty({k.size(0), k.size(1), positions.size(2), k.size(3)}, k.options());
+  at::Tensor agg_v = at::empty_like(agg_k);
+  launch_dga_aggregate(q, k, v, positions, scale, agg_k, agg_v, 0);
   return {agg_k, agg_v};
+}
+
+DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& order,
+                     int64_t focal, int64_t m, double scale) {
+  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
+  const int64_t B = k.size(0), Hkv = k.size(1), L = k.size(2), D = k.size(3);
+  const int64_t G = (L - focal) / m, N = L + G;
+  if (!order.is_contiguous() || order.scalar_type() != at::kLong || order.sizes() != at::IntArrayRef({B, Hkv, L})) {
+    throw std::invalid_argument("fast::dga_layout: order must be contiguous int64 [B, Hkv, L]");
+  }
+  DgaLayout out;
+  out.keys = at::empty({B, Hkv, N, D}, k.options());
+  out.values = at::empty({B, Hkv, N, D}, v.options());
+  out.lo = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
+  out.hi = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
+  if (G > 0) {
+    const at::Tensor grouped = order.narrow(-1, 0, G * m).view({B, Hkv, G, m});
+    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, focal);
+  }
+  cuda::DgaLayoutParams p;
+  p.k = k.data_ptr();
+  p.k_st = strides_of(k);
+  p.v = v.data_ptr();
+  p.v_st = strides_of(v);
+  p.order = order.data_ptr<int64_t>();
+  p.keys = out.keys.data_ptr();
+  p.values = out.values.data_ptr();
+  p.out_st = strides_of(out.keys);
+  p.lo = out.lo.data_ptr<int32_t>();
+  p.hi = out.hi.data_ptr<int32_t>();
+  p.batch = static_cast<int>(B);
+  p.kv_heads = static_cast<int>(Hkv);
+  p.len = static_cast<int>(L);
+  p.head_dim = static_cast<int>(D);
+  p.focal = static_cast<int>(focal);
+  p.groups = static_cast<int>(G);
+  p.m = static_cast<int>(m);
+  cuda::dga_layout(p, kernel_dtype(k), at::cuda::getCurrentCUDAStream());
+  return out;
 }
 
 #endif

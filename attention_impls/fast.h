@@ -76,4 +76,13 @@ std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q, const at::Tenso
 std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& positions, double scale);
 
+// DGA's compressed layout (steps 3-5) from dga_order()'s order: keys / values [B, Hkv, N, D] in
+// k's dtype, rows [focal ; aggregates of the (L - focal) / m full groups ; raw non-focal], and
+// their visibility intervals lo / hi, int32 [B, Hkv, N] (INT32_MAX: never).
+struct DgaLayout {
+  at::Tensor keys, values, lo, hi;
+};
+DgaLayout dga_layout(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& order,
+                     int64_t focal, int64_t m, double scale);
+
 }  // namespace lcb::attn::fast

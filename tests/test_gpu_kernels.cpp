@@ -4,6 +4,7 @@
 // GQA ratios, bf16 and fp16, head dims 64 and 128. Tolerances: the kernel's error against
 // float64 may be at most a small factor above the error the plain-LibTorch reference makes in the
 // same dtype (test::derived_tolerance), never above DESIGN.md's 1e-2. Skips without a GPU.
+#include "attention_impls/dga.h"
 #include "attention_impls/fast.h"
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
@@ -210,7 +211,7 @@ TEST(DgaKernels, ImportanceAndFocalSplitMatchFloat64) {
     double gamma;
     at::ScalarType dtype;
   };
-  for (const DgaCase c : {DgaCase{1, 1, 4, 1, 64, 64, false, 0.1, at::kBFloat16},
+  for (const DgaCase& c : {DgaCase{1, 1, 4, 1, 64, 64, false, 0.1, at::kBFloat16},
                           DgaCase{2, 333, 8, 2, 128, 64, false, 0.1, at::kBFloat16},
                           DgaCase{1, 1000, 8, 8, 64, 8, true, 0.25, at::kHalf},
                           DgaCase{1, 4099, 32, 8, 128, 64, false, 0.1, at::kBFloat16},
@@ -238,8 +239,12 @@ TEST(DgaKernels, ImportanceAndFocalSplitMatchFloat64) {
     ASSERT_TRUE(sorted.equal(at::arange(c.L, ord.options()).expand({c.B, c.hkv, c.L}))) << "not a permutation, L=" << c.L;
     const int64_t R = c.L - F;
     const at::Tensor nonfocal = ord.narrow(-1, 0, R), focal = ord.narrow(-1, R, F);
-    if (R > 1) EXPECT_TRUE(nonfocal.diff(1, -1).gt(0).all().item<bool>()) << "non-focal not ascending";
-    if (F > 1) EXPECT_TRUE(focal.diff(1, -1).gt(0).all().item<bool>()) << "focal not ascending";
+    if (R > 1) {
+      EXPECT_TRUE(nonfocal.diff(1, -1).gt(0).all().item<bool>()) << "non-focal not ascending";
+    }
+    if (F > 1) {
+      EXPECT_TRUE(focal.diff(1, -1).gt(0).all().item<bool>()) << "focal not ascending";
+    }
     if (F > 0 && R > 0) {
       const double slack = 2 * (tol_scale * want.max().item<double>() + 1e-6);
       const at::Tensor worst_focal = want.gather(-1, focal).amin(-1), best_other = want.gather(-1, nonfocal).amax(-1);
@@ -288,6 +293,33 @@ TEST(DgaKernels, AggregatesMatchFloat64) {
               << (which == 0 ? "agg_k" : "agg_v") << " " << test::dtype_name(dtype) << " L=" << c.L << " m=" << m;
         }
       }
+    }
+  }
+}
+
+// The whole DGA layout from the kernels (dga_plan on CUDA) against the reference's (on the CPU):
+// the same intervals, the same focal and raw rows, aggregates within the dtype's rounding.
+TEST(DgaKernels, LayoutMatchesTheReference) {
+  REQUIRE_GPU();
+  for (const std::string spec : {"dga:m=16,gamma=0.1", "dga:m=4,gamma=0.25,samples=8,sample=strided", "dga:m=7,gamma=0.3"}) {
+    const auto impl = attn::make_attention(spec);
+    for (const Case c : {Case{333, 8, 2, 64}, Case{1000, 8, 8, 128}, Case{17, 4, 1, 128}}) {
+      const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, c.L, c.d, 70 + c.L, at::kBFloat16, kCuda);
+      const double scale = 1.0 / std::sqrt(double(c.d));
+      const attn::DgaPlan gpu = attn::dga_plan(*impl, in.q, in.k, in.v, scale);
+      const attn::DgaPlan cpu = attn::dga_plan(*impl, in.q.to(at::kCPU), in.k.to(at::kCPU), in.v.to(at::kCPU), scale);
+      ASSERT_EQ(gpu.keys.sizes(), cpu.keys.sizes()) << spec << " L=" << c.L;
+      const at::Tensor never = at::full({}, attn::ref::kNever, at::TensorOptions().dtype(at::kLong));
+      const at::Tensor hi_gpu = gpu.hi.to(at::kCPU).to(at::kLong);
+      EXPECT_TRUE(gpu.lo.to(at::kCPU).to(at::kLong).equal(cpu.lo)) << spec << " L=" << c.L << ": lo differs";
+      EXPECT_TRUE(at::where(hi_gpu.eq(INT32_MAX), never, hi_gpu).equal(cpu.hi)) << spec << " L=" << c.L << ": hi differs";
+      // Rows copied from K/V are exact; the aggregate rows differ by at most the bf16 rounding of
+      // the float32 weighted sums.
+      const at::Tensor kg = gpu.keys.to(at::kCPU).to(at::kFloat), vg = gpu.values.to(at::kCPU).to(at::kFloat);
+      const at::Tensor kc = cpu.keys.to(at::kBFloat16).to(at::kFloat), vc = cpu.values.to(at::kBFloat16).to(at::kFloat);
+      const double err_k = test::rel_l2(kg, kc), err_v = test::rel_l2(vg, vc);
+      EXPECT_LT(err_k, 1e-3) << spec << " L=" << c.L;
+      EXPECT_LT(err_v, 1e-3) << spec << " L=" << c.L;
     }
   }
 }

@@ -10,6 +10,8 @@
 //                weighted sums of K and V, one warp per group with an online softmax.
 #include "attention_impls/cuda/common.cuh"
 
+#include <type_traits>
+
 namespace lcb::attn::cuda {
 namespace {
 
@@ -300,12 +302,54 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
     }
     run_max = mn;
   }
-  T* ok = static_cast<T*>(p.agg_k) + static_cast<int64_t>(warp_global) * kD;
-  T* ov = static_cast<T*>(p.agg_v) + static_cast<int64_t>(warp_global) * kD;
+  const int64_t row = p.out_row0 + warp_global % p.n_groups;
+  T* ok = static_cast<T*>(p.agg_k) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
+  T* ov = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
     ok[lane + 32 * i] = from_f<T>(ak[i] / run_sum);
     ov[lane + 32 * i] = from_f<T>(av[i] / run_sum);
+  }
+}
+
+// One warp per output row of (b, kv head): copies the focal and raw rows of K and V (the
+// aggregate rows are left to aggregate_kernel) and writes every row's interval.
+template <int kD>
+__global__ void layout_kernel(DgaLayoutParams p) {
+  using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kD·2 bytes over 32 lanes
+  const int n_rows = p.len + p.groups;
+  const int64_t w = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (w >= static_cast<int64_t>(p.batch) * p.kv_heads * n_rows) return;
+  const int n = static_cast<int>(w % n_rows);
+  const int64_t bh = w / n_rows;
+  const int hkv = static_cast<int>(bh % p.kv_heads), b = static_cast<int>(bh / p.kv_heads);
+  const int64_t* order = p.order + bh * p.len;
+  const int raw = p.len - p.focal;
+  auto group_end = [&](int g) { return static_cast<int32_t>(order[g * p.m + p.m - 1]); };
+  int64_t pos = -1;
+  int32_t lo, hi = kNever;
+  if (n < p.focal) {
+    pos = order[raw + n];
+    lo = static_cast<int32_t>(pos);
+  } else if (n < p.focal + p.groups) {
+    lo = group_end(n - p.focal);
+  } else {
+    const int r = n - p.focal - p.groups, g = r / p.m;
+    pos = order[r];
+    lo = static_cast<int32_t>(pos);
+    if (g < p.groups) hi = group_end(g);
+  }
+  if (lane == 0) {
+    p.lo[bh * n_rows + n] = lo;
+    p.hi[bh * n_rows + n] = hi;
+  }
+  if (pos >= 0) {
+    const int64_t out = b * p.out_st.b + hkv * p.out_st.h + static_cast<int64_t>(n) * p.out_st.l;
+    const auto* ks = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + pos * p.k_st.l);
+    const auto* vs = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + pos * p.v_st.l);
+    reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.keys) + out)[lane] = ks[lane];
+    reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.values) + out)[lane] = vs[lane];
   }
 }
 
@@ -376,6 +420,15 @@ void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream
                       : aggregate_kernel<__half, 64><<<blocks, 256, 0, stream>>>(p);
   }
   check(cudaGetLastError(), "dga aggregate");
+}
+
+void dga_layout(const DgaLayoutParams& p, Dtype, cudaStream_t stream) {
+  if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("dga layout: head dim 64 or 128");
+  const int64_t warps = static_cast<int64_t>(p.batch) * p.kv_heads * (p.len + p.groups);
+  if (warps == 0) return;
+  const unsigned blocks = static_cast<unsigned>((warps * 32 + 255) / 256);
+  p.head_dim == 128 ? layout_kernel<128><<<blocks, 256, 0, stream>>>(p) : layout_kernel<64><<<blocks, 256, 0, stream>>>(p);
+  check(cudaGetLastError(), "dga layout");
 }
 
 }  // namespace lcb::attn::cuda

@@ -143,12 +143,34 @@ struct DgaAggregateParams {
   const void* v = nullptr;
   Strides v_st;
   const int64_t* positions = nullptr;  // contiguous [B, Hkv, n_groups, m]
-  void* agg_k = nullptr;
+  void* agg_k = nullptr;  // aggregate g of (b, h) at row out_row0 + g of [B, Hkv, rows, D] with out_st
   void* agg_v = nullptr;
+  Strides out_st;
+  int out_row0 = 0;
   int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128, n_groups = 0, m = 1;
   float scale = 1.0f;
 };
 void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream);
+
+// DGA's compressed layout (steps 4-5) from `order` (non-focal positions ascending, then the
+// `focal` focal ones): rows [focal ; groups aggregates ; raw non-focal] of keys / values get the
+// focal and raw rows of k / v (the aggregate rows are dga_aggregate()'s), and lo / hi their
+// visibility intervals: focal [pos, never), aggregate [e_g, never), raw [pos, e_g) or [pos, never)
+// in the short final group.
+struct DgaLayoutParams {
+  const void* k = nullptr;  // [B, Hkv, len, D]
+  Strides k_st;
+  const void* v = nullptr;
+  Strides v_st;
+  const int64_t* order = nullptr;  // contiguous [B, Hkv, len]
+  void* keys = nullptr;            // [B, Hkv, N, D], N = len + groups
+  void* values = nullptr;
+  Strides out_st;
+  int32_t* lo = nullptr;  // contiguous [B, Hkv, N]
+  int32_t* hi = nullptr;
+  int batch = 1, kv_heads = 1, len = 1, head_dim = 128, focal = 0, groups = 0, m = 1;
+};
+void dga_layout(const DgaLayoutParams& p, Dtype dtype, cudaStream_t stream);
 
 int decode_splits(const DecodeParams& p);  // key blocks per (batch, kv head)
 size_t decode_workspace_bytes(const DecodeParams& p);
