@@ -128,8 +128,8 @@ std::string reason_not(const at::Tensor& q, const at::Tensor& k, const at::Tenso
     return "a gradient is wanted (the kernels are forward only)";
   }
   if (opts.scale && !(*opts.scale > 0)) return "softmax scale is not positive";
-  if (k.size(2) > (int64_t{1} << 21) || q.size(2) >= std::numeric_limits<int32_t>::max() / 2) {
-    return "more than 2^21 keys (the interval kernel lists a CTA's key tiles in shared memory)";
+  if (k.size(2) >= std::numeric_limits<int32_t>::max() / 2 || q.size(2) >= std::numeric_limits<int32_t>::max() / 2) {
+    return "sequence longer than the kernels' 32-bit positions";
   }
   return {};
 }

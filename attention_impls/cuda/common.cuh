@@ -101,6 +101,7 @@ __device__ __forceinline__ void mask_tile(float* s, int key0, const int32_t* lo,
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
       const int key = key0 + j * 8 + tig * 2 + c;
+      const int blk = static_cast<unsigned>(key0 + j * 8) / kSelectBlock;  // key0 >= 0, a multiple of 8
       int a = kNever, z = -kNever;
       if (key < kv_len) {
         a = lo[key];
@@ -110,7 +111,7 @@ __device__ __forceinline__ void mask_tile(float* s, int key0, const int32_t* lo,
       for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          if (!visible(a, z, pos_base + f * 16 + r * 8, sel, sel_stride_q, key / kSelectBlock, kSelectBlock, q_end)) {
+          if (!visible(a, z, pos_base + f * 16 + r * 8, sel, sel_stride_q, blk, kSelectBlock, q_end)) {
             s[f * (kBN / 2) + j * 4 + r * 2 + c] = -INFINITY;
           }
         }

@@ -2,15 +2,14 @@
 //
 // The same algorithm as interval_attention.cu (tile summaries, the list of visible key tiles,
 // unmasked full tiles, heaviest query tiles first, cp.async double buffering), with the two
-// GEMMs on wgmma: one CTA = 128 query rows = two warpgroups of 64 rows, key tiles of 64 or 128. S = Q·K^T reads Q and K
+// GEMMs on wgmma: one CTA = 128 query rows = two warpgroups of 64 rows (64 rows, one warpgroup, for
+// block selections), key tiles of 64 or 128. S = Q·K^T reads Q and K
 // from shared memory (m64n64k16, both K-major); O += P·V takes P from registers (the S
 // accumulators rounded to 16 bits) and V from shared memory as an MN-major operand
 // (m64n128k16). Tiles are stored in the 128-byte swizzled layout wgmma reads: a [rows][128]
 // tile is two column halves of 64 elements, each [rows][128 B], 16-byte chunk c of row r at
 // c ^ (r & 7), 1024-byte aligned.
 #include "attention_impls/cuda/common.cuh"
-
-#include <string>
 
 namespace lcb::attn::cuda::detail {
 namespace {
@@ -21,9 +20,8 @@ constexpr int kRowBytes = 128;    // one swizzled half-row
 // kWG warpgroups of 64 query rows per CTA (2; 1 for block-sparse selections, whose query
 // blocks are 64 rows: each warpgroup's tiles are then all-or-nothing), kBN keys per tile.
 template <int kBN, int kWG>
-size_t smem_bytes(int kv_len) {
-  const size_t tiles = (static_cast<size_t>(kv_len) + kBN - 1) / kBN;  // the tile list
-  return 64 * kWG * kD * 2 + 4 * static_cast<size_t>(kBN) * kD * 2 + tiles * sizeof(int) + 1024;  // + alignment slack
+constexpr size_t smem_bytes() {
+  return 64 * kWG * kD * 2 + 4 * static_cast<size_t>(kBN) * kD * 2 + 1024;  // + alignment slack
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -83,8 +81,7 @@ __device__ __forceinline__ void wgmma_ss_n128(float* d, uint64_t desc_a, uint64_
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>  // until at most N committed groups are pending
-__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 // Makes this thread's completed cp.async writes visible to the async proxy wgmma reads through.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif
@@ -112,47 +109,6 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// S (this warpgroup's 64 rows x kBN keys) = Q K^T: 8 steps of 16 along the head dim, issued, not waited.
-template <typename T, int kBN, int kBM>
-__device__ __forceinline__ void qk_tile(float* s, const unsigned char* sq, const unsigned char* ck, int wg) {
-#pragma unroll
-  for (int kk = 0; kk < kD / 16; ++kk) {
-    const int half = kk >> 2, off = (kk & 3) * 32;
-    const uint64_t da = smem_desc(sq + half * kBM * kRowBytes + wg * 64 * kRowBytes + off, 16, 1024);
-    const uint64_t db = smem_desc(ck + half * kBN * kRowBytes + off, 16, 1024);
-    if constexpr (kBN == 64) {
-      wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
-    } else {
-      wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
-    }
-  }
-}
-
-// O += P V over kBN keys in steps of 16, issued, not waited. V is an MN-major B operand: the
-// head dim's 64-column halves kBN rows apart (LBO), 8-key groups 1024 B apart (SBO).
-template <typename T, int kBN>
-__device__ __forceinline__ void pv_tile(float* o, const uint32_t (*pa)[4], const unsigned char* cv) {
-#pragma unroll
-  for (int kc = 0; kc < kBN / 16; ++kc) {
-    const uint64_t db = smem_desc(cv + kc * 16 * kRowBytes, kBN * kRowBytes, 1024);
-    wgmma_rs_n128(o, pa[kc], db, 1, static_cast<const T*>(nullptr));
-  }
-}
-#endif
-
-// P (fp32 accumulator layout) as 16-bit A fragments of the PV product: two key octets per step.
-template <typename T, int kBN>
-__device__ __forceinline__ void pack_p(const float* s, uint32_t (*pa)[4]) {
-#pragma unroll
-  for (int kc = 0; kc < kBN / 16; ++kc) {
-    pa[kc][0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
-    pa[kc][1] = Mma<T>::pack(s[(2 * kc) * 4 + 2], s[(2 * kc) * 4 + 3]);
-    pa[kc][2] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 0], s[(2 * kc + 1) * 4 + 1]);
-    pa[kc][3] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 2], s[(2 * kc + 1) * 4 + 3]);
-  }
-}
-
 // kBN keys per tile: 64 or 128 (two summarised tiles per listed tile); kWG warpgroups.
 template <typename T, int kBN, int kWG>
 __global__ void __launch_bounds__(128 * kWG, 2 / kWG) interval_wgmma_kernel(IntervalParams p, const int4* __restrict__ summary) {
@@ -165,7 +121,7 @@ __global__ void __launch_bounds__(128 * kWG, 2 / kWG) interval_wgmma_kernel(Inte
   unsigned char* sq = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   unsigned char* sk = sq + kTileBytesQ;      // 2 buffers
   unsigned char* sv = sk + 2 * kTileBytesKV;  // 2 buffers
-  int* s_list = reinterpret_cast<int*>(sv + 2 * kTileBytesKV);  // n_tiles entries
+  __shared__ int s_list[kThreadsW];
   __shared__ int s_warp_count[kThreadsW / 32];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -201,48 +157,119 @@ __global__ void __launch_bounds__(128 * kWG, 2 / kWG) interval_wgmma_kernel(Inte
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
   const float scale_log2 = p.scale * 1.4426950408889634f;
 
-  // Every key tile this CTA's rows can see, listed once (n_tiles entries of dynamic shared memory).
-  int count = 0;
+  int it = 0;
   for (int base = 0; base < n_tiles; base += kThreadsW) {
-    count += list_tiles<kThreadsW, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, sel, p.sel_stride_q,
-                                         s_list + count, s_warp_count);
-  }
-  if (count > 0) {
-    const int t0 = s_list[0] & 0x7fffffff;
-    load_tile128<T, kBN, kThreadsW>(sk, kbase, p.k_st.l, t0 * kBN, p.kv_len);
-    load_tile128<T, kBN, kThreadsW>(sv, vbase, p.v_st.l, t0 * kBN, p.kv_len);
-    cp_async_commit();
-  }
-  // Each step: S = Q K^T, wait, mask and softmax, O += P V, wait; the next tile's K/V load meanwhile.
-  // (Issuing S_i together with P_{i-1} V_{i-1}, so that the softmax overlaps a GEMM, measured no
-  // faster: BENCHMARKS.md.)
-  for (int i = 0; i < count; ++i) {
-    cp_async_wait_all();
-    fence_proxy_async();
-    __syncthreads();  // tile i (and Q) visible to every warpgroup; the other buffer is free
-    const int e = s_list[i];
-    const int tile = e & 0x7fffffff;
-    if (i + 1 < count) {
-      const int tn = s_list[i + 1] & 0x7fffffff;
-      load_tile128<T, kBN, kThreadsW>(sk + ((i + 1) & 1) * kTileBytesKV, kbase, p.k_st.l, tn * kBN, p.kv_len);
-      load_tile128<T, kBN, kThreadsW>(sv + ((i + 1) & 1) * kTileBytesKV, vbase, p.v_st.l, tn * kBN, p.kv_len);
+    const int count = list_tiles<kThreadsW, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, sel,
+                                                  p.sel_stride_q, s_list, s_warp_count);
+    if (count > 0) {
+      const int t0 = s_list[0] & 0x7fffffff;
+      load_tile128<T, kBN, kThreadsW>(sk + (it & 1) * kTileBytesKV, kbase, p.k_st.l, t0 * kBN, p.kv_len);
+      load_tile128<T, kBN, kThreadsW>(sv + (it & 1) * kTileBytesKV, vbase, p.v_st.l, t0 * kBN, p.kv_len);
       cp_async_commit();
     }
-    float s[kBN / 2];
-    wgmma_fence();
-    qk_tile<T, kBN, kBM>(s, sq, sk + (i & 1) * kTileBytesKV, wg);
-    wgmma_commit();
-    wgmma_wait<0>();
-    if (e < 0) mask_tile<kBN>(s, tile * kBN, lo, hi, p.kv_len, pos_base, sel, p.sel_stride_q, q_end, tig);
-    float corr[2];
-    softmax_tile<kBN>(s, row_max, row_sum, corr, scale_log2);
-    rescale_o<kD>(o, corr);
-    uint32_t pa[kBN / 16][4];
-    pack_p<T, kBN>(s, pa);
-    wgmma_fence();
-    pv_tile<T, kBN>(o, pa, sv + (i & 1) * kTileBytesKV);
-    wgmma_commit();
-    wgmma_wait<0>();
+    for (int i = 0; i < count; ++i, ++it) {
+      cp_async_wait_all();
+      fence_proxy_async();
+      __syncthreads();  // tile i (and Q) visible to every warpgroup; the other buffer is free
+      if (i + 1 < count) {
+        const int tn = s_list[i + 1] & 0x7fffffff;
+        load_tile128<T, kBN, kThreadsW>(sk + ((it + 1) & 1) * kTileBytesKV, kbase, p.k_st.l, tn * kBN, p.kv_len);
+        load_tile128<T, kBN, kThreadsW>(sv + ((it + 1) & 1) * kTileBytesKV, vbase, p.v_st.l, tn * kBN, p.kv_len);
+        cp_async_commit();
+      }
+      const int e = s_list[i];
+      const int tile = e & 0x7fffffff;
+      const unsigned char* ck = sk + (it & 1) * kTileBytesKV;
+      const unsigned char* cv = sv + (it & 1) * kTileBytesKV;
+
+      // S = Q K^T (64 rows of this warpgroup x kBN keys), 8 steps of 16 along the head dim.
+      float s[kBN / 2];
+#pragma unroll
+      for (int j = 0; j < kBN / 2; ++j) s[j] = 0.f;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kD / 16; ++kk) {
+        const int half = kk >> 2, off = (kk & 3) * 32;
+        const uint64_t da = smem_desc(sq + half * kBM * kRowBytes + wg * 64 * kRowBytes + off, 16, 1024);
+        const uint64_t db = smem_desc(ck + half * kBN * kRowBytes + off, 16, 1024);
+        if constexpr (kBN == 64) {
+          wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        } else {
+          wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        }
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+
+      if (e < 0) {  // per-element visibility
+        const int key0 = tile * kBN;
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const int key = key0 + j * 8 + tig * 2 + c;
+            int a = kNever, z = -kNever;
+            if (key < p.kv_len) {
+              a = lo[key];
+              z = hi[key];
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              if (!visible(a, z, pos_base + r * 8, sel, p.sel_stride_q, key / kSummaryKeys, kSummaryKeys, q_end)) {
+                s[j * 4 + r * 2 + c] = -INFINITY;
+              }
+            }
+          }
+        }
+      }
+      // Online softmax (base 2) of rows row_base and row_base + 8. Kept inline rather than on
+      // common.cuh's softmax_tile(): a version on the helpers (with its tile list built up front)
+      // measured 8% slower in the same process (BENCHMARKS.md), and which part cost it is not yet known.
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j * 4 + r * 2], s[j * 4 + r * 2 + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(row_max[r], mx * scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;
+        const float corr = ex2(row_max[r] - m_use);
+        row_max[r] = m_new;
+        row_sum[r] *= corr;
+#pragma unroll
+        for (int j = 0; j < kD / 8; ++j) {
+          o[j * 4 + r * 2] *= corr;
+          o[j * 4 + r * 2 + 1] *= corr;
+        }
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const float pv = ex2(fmaf(s[j * 4 + r * 2 + c], scale_log2, -m_use));
+            s[j * 4 + r * 2 + c] = pv;
+            row_sum[r] += pv;
+          }
+        }
+      }
+      // O += P V, 4 steps of 16 keys; P's A fragments are two key octets of the S accumulators.
+      wgmma_fence();
+#pragma unroll
+      for (int kc = 0; kc < kBN / 16; ++kc) {
+        uint32_t a[4];
+        a[0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
+        a[1] = Mma<T>::pack(s[(2 * kc) * 4 + 2], s[(2 * kc) * 4 + 3]);
+        a[2] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 0], s[(2 * kc + 1) * 4 + 1]);
+        a[3] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 2], s[(2 * kc + 1) * 4 + 3]);
+        // V as MN-major B: 64-column halves of the head dim kBN rows apart (LBO), 8-key groups
+        // 1024 B apart (SBO).
+        const uint64_t db = smem_desc(cv + kc * 16 * kRowBytes, kBN * kRowBytes, 1024);
+        wgmma_rs_n128(o, a, db, 1, static_cast<const T*>(nullptr));
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+    }
+    __syncthreads();  // the list is rewritten by the next round
   }
 
   T* obase = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
@@ -266,19 +293,12 @@ __global__ void __launch_bounds__(128 * kWG, 2 / kWG) interval_wgmma_kernel(Inte
 
 template <typename T, int kBN, int kWG>
 void launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
-  const size_t smem = smem_bytes<kBN, kWG>(p.kv_len);
-  int device = 0, optin = 0;
-  check(cudaGetDevice(&device), "device");
-  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
-  if (smem > static_cast<size_t>(optin)) {
-    throw std::invalid_argument("interval wgmma: " + std::to_string(p.kv_len) + " keys need " + std::to_string(smem) +
-                                " bytes of shared memory (the tile list); the device has " + std::to_string(optin));
-  }
-  auto kernel = interval_wgmma_kernel<T, kBN, kWG>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+  constexpr size_t smem = smem_bytes<kBN, kWG>();
+  check(cudaFuncSetAttribute(interval_wgmma_kernel<T, kBN, kWG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)),
         "wgmma shared memory attribute");
   const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
-  kernel<<<grid, 128 * kWG, smem, stream>>>(p, summary);
+  interval_wgmma_kernel<T, kBN, kWG><<<grid, 128 * kWG, smem, stream>>>(p, summary);
   check(cudaGetLastError(), "wgmma launch");
 }
 
