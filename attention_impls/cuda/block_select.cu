@@ -43,23 +43,9 @@ __device__ __forceinline__ uint32_t part(uint32_t u) {
   return *reinterpret_cast<const uint32_t*>(&r);
 }
 
-template <int kD>
-constexpr int kRowElems = kD + 8;  // padded shared-memory rows: fragment loads hit 32 banks
-
-template <typename T, int kD>
-__device__ __forceinline__ void load_rows(T* dst, const T* src, int64_t stride, int row0, int rows_valid) {
-  constexpr int kChunks = kBlk * (kD / 8);
-  for (int c = threadIdx.x; c < kChunks; c += kThreadsP) {
-    const int r = c / (kD / 8), ch = c % (kD / 8);
-    const bool valid = r < rows_valid;
-    const T* s = src + (valid ? static_cast<int64_t>(row0 + r) * stride + ch * 8 : 0);
-    cp_async16(smem_addr(dst + r * kRowElems<kD> + ch * 8), s, valid);
-  }
-}
-
 template <typename T, int kD>
 __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectParams p) {
-  constexpr int S = kRowElems<kD>;
+  constexpr int S = kPaddedRow<kD>;
   extern __shared__ uint4 smem_u4[];
   T* sq = reinterpret_cast<T*>(smem_u4);
   T* smax = sq + kBlk * S;
@@ -82,7 +68,8 @@ __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectPa
     const T* maxbase = static_cast<const T*>(p.kmax) + b * p.s_st.b + hkv * p.s_st.h;
     const T* minbase = static_cast<const T*>(p.kmin) + b * p.s_st.b + hkv * p.s_st.h;
     const int q_rows = min(kBlk, p.q_len - qb * kBlk);
-    load_rows<T, kD>(sq, qbase, p.q_st.l, qb * kBlk, q_rows);
+    const int64_t qs = p.q_st.l, ss = p.s_st.l;
+    load_rows_padded<T, kD, kBlk, kThreadsP>(sq, [&](int r) { return qbase + (qb * kBlk + r) * qs; }, q_rows, qbase);
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
@@ -91,11 +78,8 @@ __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectPa
     const int r0 = warp * 16 + g;
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const int c0 = ks * 16 + tig * 2;
-      const uint32_t a[4] = {*reinterpret_cast<const uint32_t*>(sq + r0 * S + c0),
-                             *reinterpret_cast<const uint32_t*>(sq + (r0 + 8) * S + c0),
-                             *reinterpret_cast<const uint32_t*>(sq + r0 * S + c0 + 8),
-                             *reinterpret_cast<const uint32_t*>(sq + (r0 + 8) * S + c0 + 8)};
+      uint32_t a[4];
+      load_a_frag<T, kD>(a, sq, warp * 16, ks * 16);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         apos[ks][i] = part<T, true>(a[i]);
@@ -106,8 +90,8 @@ __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectPa
 
     for (int kb0 = 1; kb0 < qb; kb0 += kBlk) {
       const int n_here = min(kBlk, qb - kb0);
-      load_rows<T, kD>(smax, maxbase, p.s_st.l, kb0, n_here);
-      load_rows<T, kD>(smin, minbase, p.s_st.l, kb0, n_here);
+      load_rows_padded<T, kD, kBlk, kThreadsP>(smax, [&](int r) { return maxbase + (kb0 + r) * ss; }, n_here, maxbase);
+      load_rows_padded<T, kD, kBlk, kThreadsP>(smin, [&](int r) { return minbase + (kb0 + r) * ss; }, n_here, minbase);
       cp_async_commit();
       cp_async_wait_all();
       __syncthreads();
@@ -121,11 +105,10 @@ __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectPa
       for (int ks = 0; ks < kD / 16; ++ks) {
 #pragma unroll
         for (int nt = 0; nt < kBlk / 8; ++nt) {
-          const int off = (nt * 8 + g) * S + ks * 16 + tig * 2;
-          Mma<T>::run(acc[nt], apos[ks], *reinterpret_cast<const uint32_t*>(smax + off),
-                      *reinterpret_cast<const uint32_t*>(smax + off + 8));
-          Mma<T>::run(acc[nt], aneg[ks], *reinterpret_cast<const uint32_t*>(smin + off),
-                      *reinterpret_cast<const uint32_t*>(smin + off + 8));
+          const uint2 bmax = frag_pair<T, kD>(smax, nt * 8 + g, ks * 16 + tig * 2);
+          const uint2 bmin = frag_pair<T, kD>(smin, nt * 8 + g, ks * 16 + tig * 2);
+          Mma<T>::run(acc[nt], apos[ks], bmax.x, bmax.y);
+          Mma<T>::run(acc[nt], aneg[ks], bmin.x, bmin.y);
         }
       }
       // Maximum over the block's valid queries: rows g and g + 8 here, then across g, then warps.
@@ -165,7 +148,7 @@ __global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectPa
 
 template <typename T, int kD>
 void launch_prefill(const BlockSelectParams& p, cudaStream_t stream) {
-  const size_t smem = 3 * kBlk * kRowElems<kD> * sizeof(T) + static_cast<size_t>(p.n_blocks) * 5;
+  const size_t smem = 3 * kBlk * kPaddedRow<kD> * sizeof(T) + static_cast<size_t>(p.n_blocks) * 5;
   check(cudaFuncSetAttribute(select_prefill_kernel<T, kD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)),
         "block select shared memory attribute");
@@ -179,17 +162,6 @@ void launch_prefill(const BlockSelectParams& p, cudaStream_t stream) {
 constexpr int kLanesPerBlock = 8;                                 // lanes reducing one bound
 constexpr int kBlocksPerPass = kThreadsD / kLanesPerBlock;        // 32
 constexpr int kBlocksPerCta = 8 * kBlocksPerPass;                 // 256 candidate blocks per CTA
-
-template <typename T>
-__device__ __forceinline__ float to_float(T x);
-template <>
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-template <>
-__device__ __forceinline__ float to_float(__half x) {
-  return __half2float(x);
-}
 
 // Bounds of the one query against candidate blocks [1, qb); CTA (x, hq, b) takes
 // kBlocksPerCta of them. The first CTA of each kv head also folds the new key into its block's

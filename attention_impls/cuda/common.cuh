@@ -74,6 +74,55 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, uint32_t addr) {
                : "r"(addr));
 }
 
+// 16-bit elements to float and back.
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float(float x) {
+  return __float2bfloat16(x);
+}
+template <>
+__device__ __forceinline__ __half from_float(float x) {
+  return __float2half(x);
+}
+
+// Shared tiles for mma.sync read with plain 32-bit loads: rows of kD 16-bit elements padded to
+// kD + 8, so that a warp's fragment loads hit 32 different banks.
+template <int kD>
+constexpr int kPaddedRow = kD + 8;
+
+// Copies kRows rows into a padded tile with cp.async (the caller commits and waits): row r comes
+// from row_ptr(r) when r < valid and is zero-filled otherwise (reading nothing from `fallback`).
+template <typename T, int kD, int kRows, int kThreads, typename RowPtr>
+__device__ __forceinline__ void load_rows_padded(T* dst, RowPtr row_ptr, int valid, const T* fallback) {
+  for (int c = threadIdx.x; c < kRows * (kD / 8); c += kThreads) {
+    const int r = c / (kD / 8), ch = c % (kD / 8);
+    const bool ok = r < valid;
+    cp_async16(smem_addr(dst + r * kPaddedRow<kD> + ch * 8), ok ? row_ptr(r) + ch * 8 : fallback, ok);
+  }
+}
+
+// The two 32-bit words of a padded tile at (row, col .. col+1) and (row, col+8 .. col+9): one row
+// of an m16n8k16 fragment (A: rows g and g + 8; B: the key row g), col = k0 + tig·2.
+template <typename T, int kD>
+__device__ __forceinline__ uint2 frag_pair(const T* tile, int row, int col) {
+  const T* p = tile + row * kPaddedRow<kD> + col;
+  return make_uint2(*reinterpret_cast<const uint32_t*>(p), *reinterpret_cast<const uint32_t*>(p + 8));
+}
+
+// The A fragment (rows row0 + g and row0 + g + 8, columns k0 .. k0 + 15) of a padded tile.
+template <typename T, int kD>
+__device__ __forceinline__ void load_a_frag(uint32_t* a, const T* tile, int row0, int k0) {
+  const int g = (threadIdx.x % 32) / 4, tig = threadIdx.x % 4;
+  const uint2 lo = frag_pair<T, kD>(tile, row0 + g, k0 + tig * 2), hi = frag_pair<T, kD>(tile, row0 + g + 8, k0 + tig * 2);
+  a[0] = lo.x;
+  a[1] = hi.x;
+  a[2] = lo.y;
+  a[3] = hi.y;
+}
+
 __device__ __forceinline__ float ex2(float x) {  // 2^x; -inf gives +0
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));

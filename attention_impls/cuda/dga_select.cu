@@ -21,30 +21,6 @@ constexpr int kChunk = 64;      // keys per chunk, sampled rows per row tile
 constexpr int kThreadsI = 128;  // importance kernels: 4 warps of 16 rows
 constexpr int kThreadsS = 1024; // focal split: one CTA per (batch, kv head)
 
-template <int kD>
-constexpr int kPad = kD + 8;  // padded shared-memory rows: the fragment loads hit 32 banks
-
-template <typename T>
-__device__ __forceinline__ float to_f(T x);
-template <>
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-template <>
-__device__ __forceinline__ float to_f(__half x) {
-  return __half2float(x);
-}
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f(float x) {
-  return __float2bfloat16(x);
-}
-template <>
-__device__ __forceinline__ __half from_f(float x) {
-  return __float2half(x);
-}
-
 struct Rows {  // the sampled rows of one (batch, kv head): row r = head (r / ns) of the group, sample r % ns
   int count, ns;
 };
@@ -54,7 +30,7 @@ struct Rows {  // the sampled rows of one (batch, kv head): row r = head (r / ns
 template <typename T, int kD, bool kPass2>
 __global__ void __launch_bounds__(kThreadsI) importance_kernel(DgaSelectParams p, float* part_m, float* part_l,
                                                                const float* lse) {
-  constexpr int S = kPad<kD>;
+  constexpr int S = kPaddedRow<kD>;
   extern __shared__ uint4 smem_dga[];
   T* sk = reinterpret_cast<T*>(smem_dga);
   T* sq = sk + kChunk * S;
@@ -69,27 +45,21 @@ __global__ void __launch_bounds__(kThreadsI) importance_kernel(DgaSelectParams p
   const int64_t bh = static_cast<int64_t>(b) * p.kv_heads + hkv;
 
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
-  for (int c = tid; c < kChunk * (kD / 8); c += kThreadsI) {
-    const int r = c / (kD / 8), ch = c % (kD / 8);
-    const bool valid = key0 + r < p.len;
-    cp_async16(smem_addr(sk + r * S + ch * 8), kbase + (valid ? static_cast<int64_t>(key0 + r) * p.k_st.l + ch * 8 : 0),
-               valid);
-  }
+  const int64_t ks_l = p.k_st.l;
+  load_rows_padded<T, kD, kChunk, kThreadsI>(sk, [&](int r) { return kbase + (key0 + r) * ks_l; }, p.len - key0, kbase);
   float col[kChunk / 8][2];  // pass 2: this thread's column sums (lanes with g == 0 keep them)
 #pragma unroll
   for (int nt = 0; nt < kChunk / 8; ++nt) col[nt][0] = col[nt][1] = 0.f;
 
   for (int rt = 0; rt * kChunk < rows.count; ++rt) {
-    for (int c = tid; c < kChunk * (kD / 8); c += kThreadsI) {
-      const int r = c / (kD / 8), ch = c % (kD / 8), row = rt * kChunk + r;
-      const bool valid = row < rows.count;
-      const T* src = static_cast<const T*>(p.q);
-      if (valid) {
-        const int hq = hkv * groups + row / rows.ns;
-        src += b * p.q_st.b + hq * p.q_st.h + static_cast<int64_t>(p.samples[row % rows.ns]) * p.q_st.l + ch * 8;
-      }
-      cp_async16(smem_addr(sq + r * S + ch * 8), src, valid);
-    }
+    const T* q0 = static_cast<const T*>(p.q);
+    load_rows_padded<T, kD, kChunk, kThreadsI>(
+        sq,
+        [&](int r) {  // sampled row rt·64 + r: head row / ns of the group, position samples[row % ns]
+          const int row = rt * kChunk + r, hq = hkv * groups + row / rows.ns;
+          return q0 + b * p.q_st.b + hq * p.q_st.h + static_cast<int64_t>(p.samples[row % rows.ns]) * p.q_st.l;
+        },
+        rows.count - rt * kChunk, q0);
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
@@ -100,15 +70,12 @@ __global__ void __launch_bounds__(kThreadsI) importance_kernel(DgaSelectParams p
     const int r0 = warp * 16 + g;
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const int c0 = ks * 16 + tig * 2;
-      const uint32_t a[4] = {*reinterpret_cast<const uint32_t*>(sq + r0 * S + c0),
-                             *reinterpret_cast<const uint32_t*>(sq + (r0 + 8) * S + c0),
-                             *reinterpret_cast<const uint32_t*>(sq + r0 * S + c0 + 8),
-                             *reinterpret_cast<const uint32_t*>(sq + (r0 + 8) * S + c0 + 8)};
+      uint32_t a[4];
+      load_a_frag<T, kD>(a, sq, warp * 16, ks * 16);
 #pragma unroll
       for (int nt = 0; nt < kChunk / 8; ++nt) {
-        const int off = (nt * 8 + g) * S + c0;
-        Mma<T>::run(acc[nt], a, *reinterpret_cast<const uint32_t*>(sk + off), *reinterpret_cast<const uint32_t*>(sk + off + 8));
+        const uint2 bk = frag_pair<T, kD>(sk, nt * 8 + g, ks * 16 + tig * 2);
+        Mma<T>::run(acc[nt], a, bk.x, bk.y);
       }
     }
     // This thread: rows rt·64 + r0 (+ 8), keys key0 + nt·8 + tig·2 + c.
@@ -275,7 +242,7 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   for (int h = 0; h < groups; ++h) {
     const T* q = static_cast<const T*>(p.q) + b * p.q_st.b + (hkv * groups + h) * p.q_st.h + e * p.q_st.l;
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) qsum[i] += to_f(q[lane + 32 * i]);
+    for (int i = 0; i < kPer; ++i) qsum[i] += to_float(q[lane + 32 * i]);
   }
   float run_max = -INFINITY, run_sum = 0.f, ak[kPer], av[kPer];
 #pragma unroll
@@ -287,7 +254,7 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
     float kx[kPer], dot = 0.f;
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
-      kx[i] = to_f(kr[lane + 32 * i]);
+      kx[i] = to_float(kr[lane + 32 * i]);
       dot += qsum[i] * kx[i];
     }
 #pragma unroll
@@ -298,7 +265,7 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       ak[i] = ak[i] * corr + w * kx[i];
-      av[i] = av[i] * corr + w * to_f(vr[lane + 32 * i]);
+      av[i] = av[i] * corr + w * to_float(vr[lane + 32 * i]);
     }
     run_max = mn;
   }
@@ -307,8 +274,8 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   T* ov = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-    ok[lane + 32 * i] = from_f<T>(ak[i] / run_sum);
-    ov[lane + 32 * i] = from_f<T>(av[i] / run_sum);
+    ok[lane + 32 * i] = from_float<T>(ak[i] / run_sum);
+    ov[lane + 32 * i] = from_float<T>(av[i] / run_sum);
   }
 }
 
@@ -375,7 +342,7 @@ void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
   const Work w = carve(p, p.workspace);
   const int n_chunks = (p.len + kChunk - 1) / kChunk;
   const int rows = p.q_heads / p.kv_heads * p.n_samples;
-  const size_t smem = 2 * kChunk * kPad<kD> * sizeof(T);
+  const size_t smem = 2 * kChunk * kPaddedRow<kD> * sizeof(T);
   const dim3 grid(n_chunks, p.kv_heads, p.batch);
   importance_kernel<T, kD, false><<<grid, kThreadsI, smem, stream>>>(p, w.part_m, w.part_l, nullptr);
   check(cudaGetLastError(), "dga importance pass 1");
