@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_bounds_kernel(BlockDecodePar
 // diagonal block up to the new token; each as kv head · cap + position.
 __global__ void __launch_bounds__(kThreadsD) decode_rows_kernel(BlockDecodeParams p) {
   extern __shared__ uint32_t keys_d[];
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tid = threadIdx.x;
   const int hq = blockIdx.x, b = blockIdx.y, hkv = hq / (p.q_heads / p.kv_heads);
   const int qb = p.pos / kBlk, n_cand = max(qb - 1, 0), chosen = min(p.top_k, n_cand);
   uint8_t* flags = reinterpret_cast<uint8_t*>(keys_d + n_cand);
@@ -243,23 +243,14 @@ __global__ void __launch_bounds__(kThreadsD) decode_rows_kernel(BlockDecodeParam
     for (int base = 0; base < n_cand; base += kThreadsD) {
       const int i = base + tid;
       const bool take = i < n_cand && (!rank ? chosen == n_cand : flags[i] != 0);
-      const unsigned ballot = __ballot_sync(0xffffffffu, take);
-      if (lane == 0) s_warp[warp] = __popc(ballot);
-      __syncthreads();
-      int before = done, total = done;
-#pragma unroll
-      for (int w = 0; w < kThreadsD / 32; ++w) {
-        before += w < warp ? s_warp[w] : 0;
-        total += s_warp[w];
-      }
+      int total;
+      const int slot = done + block_count_before<kThreadsD>(take, s_warp, &total);
       if (take) {
-        const int slot = before + __popc(ballot & ((1u << lane) - 1));
         int32_t* dst = rows + kBlk + slot * kBlk;
         const int64_t src = head0 + static_cast<int64_t>(i + 1) * kBlk;
         for (int j = 0; j < kBlk; ++j) dst[j] = static_cast<int32_t>(src + j);
       }
-      __syncthreads();
-      done = total;
+      done += total;
     }
     written += chosen * kBlk;
   }

@@ -274,6 +274,26 @@ __device__ __forceinline__ uint32_t order_key(float f) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// Ordered compaction over one chunk of kThreads items, one per thread in thread order: how many
+// threads before this one have `pred`; *total gets how many have it in all. Every thread of the
+// block calls it (two __syncthreads); s_warp holds kThreads / 32 ints of shared memory.
+template <int kThreads>
+__device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* total) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const unsigned ballot = __ballot_sync(0xffffffffu, pred);
+  if (lane == 0) s_warp[warp] = __popc(ballot);
+  __syncthreads();
+  int before = 0, all = 0;
+#pragma unroll
+  for (int w = 0; w < kThreads / 32; ++w) {
+    before += w < warp ? s_warp[w] : 0;
+    all += s_warp[w];
+  }
+  __syncthreads();  // s_warp is rewritten by the next call
+  *total = all;
+  return before + __popc(ballot & ((1u << lane) - 1));
+}
+
 // Radix select: marks flag[i] = 1 for the k largest of key_at(0 .. n-1) (unsigned keys; 0 < k < n;
 // ties taken lowest index first), 0 for the rest; flag may be shared or global memory. Four
 // passes of 8-bit histograms, then one pass for the ties. Every thread of the block calls it.
@@ -328,18 +348,10 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
     const int i = base + tid;
     const uint32_t u = i < n ? key_at(i) : 0u;
     const bool eq = i < n && u == prefix;
-    const unsigned ballot = __ballot_sync(0xffffffffu, eq);
-    if (lane == 0) s_warp[warp] = __popc(ballot);
-    __syncthreads();
-    int before = taken, total = taken;
-#pragma unroll
-    for (int w = 0; w < kThreads / 32; ++w) {
-      before += w < warp ? s_warp[w] : 0;
-      total += s_warp[w];
-    }
-    if (i < n) flag[i] = u > prefix || (eq && before + __popc(ballot & ((1u << lane) - 1)) < remaining);
-    __syncthreads();
-    taken = total;
+    int total;
+    const int rank = taken + block_count_before<kThreads>(eq, s_warp, &total);
+    if (i < n) flag[i] = u > prefix || (eq && rank < remaining);
+    taken += total;
   }
 }
 

@@ -188,7 +188,7 @@ __global__ void combine_kernel(const float* part_m, const float* part_l, float* 
 // Top F positions by importance (radix select), then order = non-focal ascending, focal ascending.
 __global__ void __launch_bounds__(kThreadsS) focal_kernel(DgaSelectParams p, uint8_t* flags_all) {
   __shared__ int s_warp[kThreadsS / 32];
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tid = threadIdx.x;
   const int64_t bh = static_cast<int64_t>(blockIdx.y) * p.kv_heads + blockIdx.x;
   const int L = p.len, F = p.focal, R = L - F;
   const float* imp = p.importance + bh * L;
@@ -204,21 +204,10 @@ __global__ void __launch_bounds__(kThreadsS) focal_kernel(DgaSelectParams p, uin
   for (int base = 0; base < L; base += kThreadsS) {
     const int i = base + tid;
     const bool f = i < L && flags[i] != 0;
-    const unsigned ballot = __ballot_sync(0xffffffffu, f);
-    if (lane == 0) s_warp[warp] = __popc(ballot);
-    __syncthreads();
-    int before = focal_before, total = focal_before;
-#pragma unroll
-    for (int w = 0; w < kThreadsS / 32; ++w) {
-      before += w < warp ? s_warp[w] : 0;
-      total += s_warp[w];
-    }
-    if (i < L) {
-      const int fb = before + __popc(ballot & ((1u << lane) - 1));  // focal positions before i
-      order[f ? R + fb : i - fb] = i;
-    }
-    __syncthreads();
-    focal_before = total;
+    int total;
+    const int fb = focal_before + block_count_before<kThreadsS>(f, s_warp, &total);  // focal positions before i
+    if (i < L) order[f ? R + fb : i - fb] = i;
+    focal_before += total;
   }
 }
 
