@@ -23,6 +23,11 @@ namespace {
 
 using ref::kNever;
 
+// Rows idx [B, Hkv, n] of x [B, Hkv, L, D]: [B, Hkv, n, D].
+at::Tensor gather_rows(const at::Tensor& x, const at::Tensor& idx) {
+  return x.gather(2, idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), x.size(3)}));
+}
+
 // ceil(x) that ignores floating-point noise (0.1 * 30 must give 3, not 4).
 int64_t robust_ceil(double x) {
   return static_cast<int64_t>(std::ceil(x - 1e-9));
@@ -77,12 +82,12 @@ class Dga final : public Attention {
     return (at::arange(1, n + 1, opt) * L).div(n, "floor") - 1;  // floor((t+1)·L/n) - 1
   }
 
-  // The DGA layout of a prefill: compressed keys/values with intervals, and the kept intervals
-  // over the original keys (for mass recall).
+  // The DGA layout of a prefill: compressed keys/values with intervals [focal ; aggregates ; raw
+  // non-focal], and where the raw rows came from.
   struct Layout {
-    at::Tensor keys, values;  // [B, Hkv, N, D], compute dtype
+    at::Tensor keys, values;  // [B, Hkv, N, D]
     at::Tensor lo, hi;        // [B, Hkv, N]
-    at::Tensor kept_lo, kept_hi;  // [B, Hkv, L] individual visibility of original tokens
+    at::Tensor nonfocal_pos;  // [B, Hkv, raw]: the position of each raw row
     int64_t focal = 0, groups = 0, raw = 0;
     // Decode cache pieces.
     at::Tensor focal_k, focal_v, agg_k, agg_v, tail_k, tail_v, tail_pos;
@@ -96,9 +101,6 @@ class Dga final : public Attention {
     const auto cdt = ref::compute_dtype(q.scalar_type());
     const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
     const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
-    // Rows are gathered in the input dtype and converted afterwards (the same numbers as converting
-    // everything first, without full-size float copies of q, k and v).
-    const at::Tensor arange_l = at::arange(L, lopt);
 
     Layout lay;
     const int64_t F = focal_count(L), R = L - F, G = R / m_, T = R - G * m_;
@@ -115,6 +117,7 @@ class Dga final : public Attention {
       at::NoGradGuard no_grad;
       const at::Tensor S = sampled_positions(L, q.device());
       const int64_t ns = S.size(0);
+      const at::Tensor arange_l = at::arange(L, lopt);
       // The kv head's query heads share one matmul: [B, Hkv, Gq·|S|, D] x [B, Hkv, D, L].
       const at::Tensor qs = q.detach().index_select(2, S).to(cdt).reshape({B, Hkv, Gq * ns, D});
       const at::Tensor logits = (at::matmul(qs, k.detach().to(cdt).transpose(-2, -1)) * scale).view({B, Hkv, Gq, ns, L});
@@ -127,6 +130,8 @@ class Dga final : public Attention {
     }
     const at::Tensor nonfocal_pos = order.narrow(-1, 0, R);  // [B, Hkv, R]
     const at::Tensor focal_pos = order.narrow(-1, R, F);     // [B, Hkv, F]
+    lay.nonfocal_pos = nonfocal_pos;
+    lay.tail_pos = nonfocal_pos.narrow(-1, G * m_, T);  // the short final group: the decode cache's raw tail
 
     if (kernels) {  // 3-5 on the GPU: aggregates, focal and raw rows, intervals (int32, INT32_MAX: never)
       fast::DgaLayout out = fast::dga_layout(q.detach(), k.detach(), v.detach(), order, F, m_, scale);
@@ -139,17 +144,10 @@ class Dga final : public Attention {
       lay.focal_v = lay.values.narrow(2, 0, F);
       lay.agg_k = lay.keys.narrow(2, F, G);
       lay.agg_v = lay.values.narrow(2, F, G);
-      lay.tail_pos = nonfocal_pos.narrow(-1, G * m_, T);
       lay.tail_k = lay.keys.narrow(2, F + G + G * m_, T);
       lay.tail_v = lay.values.narrow(2, F + G + G * m_, T);
-      lay.kept_lo = arange_l.view({1, 1, L}).expand({B, Hkv, L});
-      lay.kept_hi = at::full({B, Hkv, L}, kNever, lopt).scatter(-1, nonfocal_pos, lay.hi.narrow(-1, F + G, R).to(at::kLong));
       return lay;
     }
-
-    auto gather_rows = [&](const at::Tensor& x, const at::Tensor& idx) {  // x [B, Hkv, L, D], idx [B, Hkv, n]
-      return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
-    };
 
     // 3. Groups of m consecutive non-focal tokens; weights from the group's last query.
     const at::Tensor grouped = nonfocal_pos.narrow(-1, 0, G * m_).view({B, Hkv, G, m_});
@@ -159,7 +157,7 @@ class Dga final : public Attention {
     // 4-5. Keys and intervals: [focal ; aggregates ; raw non-focal].
     lay.focal_k = gather_rows(k, focal_pos);
     lay.focal_v = gather_rows(v, focal_pos);
-    {
+    {  // rows gathered in the input dtype, then converted: no full-size float copies of k and v
       const at::Tensor raw_k = gather_rows(k, nonfocal_pos).to(cdt), raw_v = gather_rows(v, nonfocal_pos).to(cdt);
       lay.keys = at::cat({lay.focal_k.to(cdt), lay.agg_k.to(cdt), raw_k}, 2);
       lay.values = at::cat({lay.focal_v.to(cdt), lay.agg_v.to(cdt), raw_v}, 2);
@@ -170,12 +168,7 @@ class Dga final : public Attention {
     lay.lo = at::cat({focal_pos, ends, nonfocal_pos}, -1);
     lay.hi = at::cat({never_f, at::full({B, Hkv, G}, kNever, lopt), raw_hi}, -1);
 
-    // Individual visibility of each original token (focal, or raw until its group completes).
-    lay.kept_lo = arange_l.view({1, 1, L}).expand({B, Hkv, L});
-    lay.kept_hi = at::full({B, Hkv, L}, kNever, lopt).scatter(-1, nonfocal_pos, raw_hi);
-
     // 6. Decode cache after prefill: the short final group is the raw tail.
-    lay.tail_pos = nonfocal_pos.narrow(-1, G * m_, T);
     lay.tail_k = gather_rows(k, lay.tail_pos);
     lay.tail_v = gather_rows(v, lay.tail_pos);
     return lay;
@@ -188,9 +181,6 @@ class Dga final : public Attention {
     const int64_t B = q.size(0), Hq = q.size(1), L = q.size(2), D = q.size(3), Hkv = k.size(1), Gq = Hq / Hkv;
     const int64_t G = grouped.size(2);
     const at::Tensor ends = grouped.select(-1, m_ - 1);  // [B, Hkv, G]
-    auto gather_rows = [&](const at::Tensor& x, const at::Tensor& idx) {  // x [B, Hkv, L, D], idx [B, Hkv, n]
-      return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
-    };
     const at::Tensor kg = gather_rows(k, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
     const at::Tensor vg = gather_rows(v, grouped.reshape({B, Hkv, G * m_})).to(cdt).view({B, Hkv, G, m_, D});
     // Queries at e_g of every head of the kv head: [B, Hkv, G, Gq, D].
@@ -227,9 +217,14 @@ class Dga final : public Attention {
                                     });
     }
     if (opts.want_recall) {
+      // Individual visibility of each original token: focal [j, ∞), raw [j, e_g) (∞ in the short group).
+      const auto lopt = lay.nonfocal_pos.options();
+      const at::Tensor kept_lo = at::arange(s.kv_len, lopt).view({1, 1, s.kv_len}).expand({s.batch, s.kv_heads, s.kv_len});
+      const at::Tensor kept_hi = at::full({s.batch, s.kv_heads, s.kv_len}, kNever, lopt)
+                                     .scatter(-1, lay.nonfocal_pos, lay.hi.narrow(-1, lay.focal + lay.groups, lay.raw).to(at::kLong));
       o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, [&](int64_t r0, int64_t rows, const at::Tensor&) {
         const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
-        return ref::interval_mask(lay.kept_lo, lay.kept_hi, pos, groups);
+        return ref::interval_mask(kept_lo, kept_hi, pos, groups);
       });
     }
     o.cost = layout_cost(s, lay);
@@ -314,20 +309,17 @@ class Dga final : public Attention {
     if (n_focal > 0) promote.scatter_(-1, std::get<1>(tail_attn.topk(n_focal, -1)), 1);
     const at::Tensor arange_r = at::arange(R, c.tail_pos.options());
     const at::Tensor order = at::argsort(promote * R + arange_r, /*stable=*/true, -1, false);
-    auto rows = [&](const at::Tensor& x, const at::Tensor& idx) {
-      return x.gather(2, idx.unsqueeze(-1).expand({B, Hkv, idx.size(2), D}));
-    };
     const at::Tensor grp = order.narrow(-1, 0, m_), foc = order.narrow(-1, m_, n_focal);
     const auto cdt = q1.scalar_type();
-    const at::Tensor kg = rows(c.tail_k, grp).to(cdt), vg = rows(c.tail_v, grp).to(cdt);  // [B, Hkv, m, D]
+    const at::Tensor kg = gather_rows(c.tail_k, grp).to(cdt), vg = gather_rows(c.tail_v, grp).to(cdt);  // [B, Hkv, m, D]
     // Weights from the newest query, logits averaged over the kv head's query heads.
     const at::Tensor qh = q1.view({B, Hkv, Gq, D});
     const at::Tensor w = at::softmax(at::matmul(qh, kg.transpose(-2, -1)).mean(2) * scale, -1);  // [B, Hkv, m]
     const auto st = c.tail_k.scalar_type();
     c.agg_k = at::cat({c.agg_k, (w.unsqueeze(-1) * kg).sum(2, true).to(st)}, 2);
     c.agg_v = at::cat({c.agg_v, (w.unsqueeze(-1) * vg).sum(2, true).to(st)}, 2);
-    c.focal_k = at::cat({c.focal_k, rows(c.tail_k, foc)}, 2);
-    c.focal_v = at::cat({c.focal_v, rows(c.tail_v, foc)}, 2);
+    c.focal_k = at::cat({c.focal_k, gather_rows(c.tail_k, foc)}, 2);
+    c.focal_v = at::cat({c.focal_v, gather_rows(c.tail_v, foc)}, 2);
     c.tail_k = c.tail_k.narrow(2, 0, 0);
     c.tail_v = c.tail_v.narrow(2, 0, 0);
     c.tail_pos = c.tail_pos.narrow(2, 0, 0);
