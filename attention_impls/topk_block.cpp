@@ -118,7 +118,7 @@ class TopKBlock final : public Attention {
                  std::unique_ptr<Cache>* cache) const override {
     check_qkv(q, k, v, "topk_block");
     const Shape s = Shape::of(q, k);
-    if (uses_kernel(q, k, opts) && fast::reason_not(q, k, v, opts).empty()) {
+    if (uses_kernel(q, k, v, opts)) {
       at::NoGradGuard no_grad;
       auto summaries = block_summaries(k, b_);
       const at::Tensor sel = fast::topk_block_select(q, summaries.first, summaries.second, k_);
@@ -132,7 +132,11 @@ class TopKBlock final : public Attention {
       if (opts.want_recall) o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, mask_of(sel, s, q.device()));
       return o;
     }
-    const at::Tensor sel = plan(q, k, opts);
+    at::Tensor sel;
+    {
+      at::NoGradGuard no_grad;
+      sel = select_blocks(q.detach(), k.detach(), opts.chunk_rows);
+    }
     if (cache) *cache = std::make_unique<FullCache>(k, v);
     return ref::masked_forward(q, k, v, opts, mask_of(sel, s, q.device()), *cost(s));
   }
@@ -140,15 +144,15 @@ class TopKBlock final : public Attention {
   // The selection alone: the kernel's where forward() would use it, else the reference's.
   at::Tensor plan(const at::Tensor& q, const at::Tensor& k, const Options& opts) const {
     at::NoGradGuard no_grad;
-    if (uses_kernel(q, k, opts)) {
+    if (uses_kernel(q, k, k, opts)) {  // the selection reads no values
       const auto summaries = block_summaries(k, b_);
       return fast::topk_block_select(q, summaries.first, summaries.second, k_);
     }
     return select_blocks(q.detach(), k.detach(), opts.chunk_rows);
   }
 
-  bool uses_kernel(const at::Tensor& q, const at::Tensor& k, const Options& opts) const {
-    return b_ == fast::kSelectBlock && q.size(2) == k.size(2) && fast::reason_not(q, k, k, opts).empty() &&
+  bool uses_kernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts) const {
+    return b_ == fast::kSelectBlock && q.size(2) == k.size(2) && fast::reason_not(q, k, v, opts).empty() &&
            fast::reason_not_select(q, (k.size(2) + b_ - 1) / b_).empty();
   }
 
