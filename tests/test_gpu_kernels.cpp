@@ -115,6 +115,37 @@ TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
   }
 }
 
+// Strided inputs, which the TMA kernel addresses through its tensor maps: queries as a [B, L, H, D]
+// tensor viewed as [B, H, L, D] (the head stride below the row stride), and keys/values shared by
+// the whole batch through expand() (batch stride 0, which TMA cannot address: the mma.sync kernel
+// runs instead). Causal intervals, batch 3, GQA 8/2, head dim 128, odd length.
+TEST(IntervalKernel, StridedAndExpandedInputsMatchFloat64) {
+  REQUIRE_GPU();
+  const int64_t B = 3, Hq = 8, Hkv = 2, L = 301, D = 128;
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    const auto in = test::random_qkv(B, Hq, Hkv, L, L, D, 41, dtype, kCuda);
+    const at::Tensor q_blhd = in.q.transpose(1, 2).contiguous().transpose(1, 2);  // same values, strides (L·H·D, D, H·D)
+    const at::Tensor k_shared = in.k.narrow(0, 0, 1).expand({B, Hkv, L, D});
+    const at::Tensor v_shared = in.v.narrow(0, 0, 1).expand({B, Hkv, L, D});
+    const at::Tensor lo = at::arange(L, at::TensorOptions().dtype(at::kLong).device(kCuda));
+    const at::Tensor hi = at::full({L}, attn::ref::kNever, lo.options());
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    struct Inputs {
+      const char* what;
+      at::Tensor q, k, v;
+    };
+    for (const Inputs& x : {Inputs{"strided q", q_blhd, in.k, in.v}, Inputs{"expanded k/v", in.q, k_shared, v_shared}}) {
+      const at::Tensor want = interval_f64(x.q, x.k, x.v, lo.expand({B, Hkv, L}), hi.expand({B, Hkv, L}), 0);
+      const at::Tensor ref32 = interval_f64(x.q.to(at::kFloat), x.k.to(at::kFloat), x.v.to(at::kFloat),
+                                            lo.expand({B, Hkv, L}), hi.expand({B, Hkv, L}), 0)
+                                   .to(dtype);
+      const at::Tensor got = attn::fast::interval_attention(x.q, x.k, x.v, lo, hi, 0, scale);
+      EXPECT_LE(test::rel_l2(got, want), test::derived_tolerance(dtype, test::rel_l2(ref32, want)))
+          << x.what << " " << test::dtype_name(dtype);
+    }
+  }
+}
+
 // Sliding window, DGA and block top-k on the kernel against the same implementation's reference path.
 TEST(IntervalKernel, RegistryFastPathsMatchTheirReference) {
   REQUIRE_GPU();

@@ -355,10 +355,11 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
   }
 }
 
-// The tensor-core (wgmma, sm_90a) variant for head dim 128: query rows per CTA x keys per tile;
-// defined in interval_attention_wgmma.cu.
+// The Hopper variant for head dim 128 (wgmma, TMA; sm_90a): query rows per CTA x keys per tile.
+// False, launching nothing, when TMA cannot address q, k or v (see make_map there). Defined in
+// interval_attention_wgmma.cu.
 enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };
-void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
+bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
                            cudaStream_t stream);
 
 }  // namespace lcb::attn::cuda::detail

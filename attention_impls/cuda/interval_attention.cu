@@ -247,15 +247,18 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   check(cudaGetLastError(), "tile summary launch");
   // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or with a block selection 64 x 64
   // (one query block per CTA, one key block per tile: a selected tile needs no per-element mask).
-  // LCB_INTERVAL_KERNEL=wgmma64 asks for 128 x 64, =mma for the mma.sync kernel.
+  // LCB_INTERVAL_KERNEL=wgmma64 asks for 128 x 64, =mma for the mma.sync kernel, which also runs
+  // when TMA cannot address the tensors.
   const char* env = std::getenv("LCB_INTERVAL_KERNEL");
   const std::string choice = env != nullptr ? env : "";
-  if (p.head_dim == 128 && choice != "mma") {
-    const WgmmaShape shape = p.block_sel != nullptr ? WgmmaShape::kRows64Keys64
-                             : choice == "wgmma64"  ? WgmmaShape::kRows128Keys64
-                                                    : WgmmaShape::kRows128Keys128;
-    launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), shape, stream);
-  } else if (dtype == Dtype::kBFloat16) {
+  const WgmmaShape shape = p.block_sel != nullptr ? WgmmaShape::kRows64Keys64
+                           : choice == "wgmma64"  ? WgmmaShape::kRows128Keys64
+                                                  : WgmmaShape::kRows128Keys128;
+  if (p.head_dim == 128 && choice != "mma" &&
+      launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), shape, stream)) {
+    return;
+  }
+  if (dtype == Dtype::kBFloat16) {
     p.head_dim == 128 ? launch<__nv_bfloat16, 128>(p, stream) : launch<__nv_bfloat16, 64>(p, stream);
   } else {
     p.head_dim == 128 ? launch<__half, 128>(p, stream) : launch<__half, 64>(p, stream);

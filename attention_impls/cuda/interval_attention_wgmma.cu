@@ -1,15 +1,21 @@
-// Visibility-interval attention on Hopper's warpgroup MMA (wgmma, sm_90a), head dim 128.
+// Visibility-interval attention on Hopper (sm_90a), head dim 128: warpgroup MMA (wgmma), TMA
+// loads and mbarrier pipelines.
 //
 // The same algorithm as interval_attention.cu (tile summaries, the list of visible key tiles,
-// unmasked full tiles, heaviest query tiles first, cp.async double buffering), with the two
-// GEMMs on wgmma: one CTA = 128 query rows = two warpgroups of 64 rows (64 rows, one warpgroup, for
-// block selections), key tiles of 64 or 128. S = Q·K^T reads Q and K
-// from shared memory (m64n64k16, both K-major); O += P·V takes P from registers (the S
-// accumulators rounded to 16 bits) and V from shared memory as an MN-major operand
-// (m64n128k16). Tiles are stored in the 128-byte swizzled layout wgmma reads: a [rows][128]
-// tile is two column halves of 64 elements, each [rows][128 B], 16-byte chunk c of row r at
-// c ^ (r & 7), 1024-byte aligned.
+// unmasked full tiles, heaviest query tiles first). One CTA = kWG consumer warpgroups of 64 query
+// rows (2; 1 for block selections, whose query blocks are 64 rows, so that each warpgroup's
+// tiles are all-or-nothing) and one producer warp that loads Q and the listed K/V tiles with TMA
+// into kStages buffers, signalling full/empty mbarriers per stage. S = Q·K^T reads Q and K from
+// shared memory (m64nNk16, both K-major); O += P·V takes P from registers (the S accumulators
+// rounded to 16 bits) and V from shared memory as an MN-major operand (m64n128k16). Tiles are in
+// the 128-byte swizzled layout both TMA and wgmma use: a [rows][128] tile is two column halves of
+// 64 elements, each [rows][128 B], 16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned.
 #include "attention_impls/cuda/common.cuh"
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <type_traits>
 
 namespace lcb::attn::cuda::detail {
 namespace {
@@ -17,12 +23,6 @@ namespace {
 constexpr int kD = 128;
 constexpr int kSummaryKeys = 64;  // keys per summarised tile (and per topk_block selection block)
 constexpr int kRowBytes = 128;    // one swizzled half-row
-// kWG warpgroups of 64 query rows per CTA (2; 1 for block-sparse selections, whose query
-// blocks are 64 rows: each warpgroup's tiles are then all-or-nothing), kBN keys per tile.
-template <int kBN, int kWG>
-constexpr size_t smem_bytes() {
-  return 64 * kWG * kD * 2 + 4 * static_cast<size_t>(kBN) * kD * 2 + 1024;  // + alignment slack
-}
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // S (64 x 64) = A (64 x 16, shared, K-major) x B (16 x 64, shared, K-major), bf16.
@@ -82,25 +82,7 @@ __device__ __forceinline__ void wgmma_ss_n128(float* d, uint64_t desc_a, uint64_
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-// Makes this thread's completed cp.async writes visible to the async proxy wgmma reads through.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif
-
-// Byte offset of 16-byte chunk `chunk` (0..15) of row r in a swizzled [ROWS][128] tile.
-template <int ROWS>
-__device__ __forceinline__ int swz128(int r, int chunk) {
-  return (chunk >> 3) * ROWS * kRowBytes + r * kRowBytes + (((chunk & 7) ^ (r & 7)) << 4);
-}
-
-template <typename T, int ROWS, int kThreads>
-__device__ __forceinline__ void load_tile128(unsigned char* tile, const T* base, int64_t stride, int row0, int len) {
-  for (int c = threadIdx.x; c < ROWS * 16; c += kThreads) {
-    const int r = c >> 4, ch = c & 15;
-    const bool valid = row0 + r < len;
-    const T* src = base + (valid ? static_cast<int64_t>(row0 + r) * stride + ch * 8 : 0);
-    cp_async16(smem_addr(tile + swz128<ROWS>(r, ch)), src, valid);
-  }
-}
 
 // wgmma shared-memory descriptor: start address, leading / stride byte offsets, 128 B swizzle.
 __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
@@ -109,24 +91,167 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
 
-// kBN keys per tile: 64 or 128 (two summarised tiles per listed tile); kWG warpgroups.
-template <typename T, int kBN, int kWG>
-__global__ void __launch_bounds__(128 * kWG, 2 / kWG) interval_wgmma_kernel(IntervalParams p, const int4* __restrict__ summary) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kBM = 64 * kWG, kThreadsW = 128 * kWG;
+// mbarrier and TMA (cp.async.bulk.tensor) primitives.
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Returns once the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+  }
+}
+// Box (c0.., c1.., c2, c3) of a 4-d tensor map [B][H][L][D] (D innermost) into shared memory;
+// completion counted in bytes on `bar`.
+__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1, int c2,
+                                         int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(
+          smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// S = Q K^T for one warpgroup's 64 rows and a tile of kBN keys (issued, not waited for).
+template <typename T, int kBN, int kBM>
+__device__ __forceinline__ void issue_qk(float (&s)[kBN / 2], const unsigned char* sq_wg, const unsigned char* ck) {
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const int half = kk >> 2, off = (kk & 3) * 32;
+    const uint64_t da = smem_desc(sq_wg + half * kBM * kRowBytes + off, 16, 1024);
+    const uint64_t db = smem_desc(ck + half * kBN * kRowBytes + off, 16, 1024);
+    if constexpr (kBN == 64) {
+      wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+    } else {
+      wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+    }
+  }
+}
+
+// O += P V (issued, not waited for). V is an MN-major B operand: 64-column halves of the head
+// dim kBN rows apart (LBO), 8-key groups 1024 B apart (SBO).
+template <typename T, int kBN>
+__device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa)[kBN / 16][4],
+                                         const unsigned char* cv) {
+#pragma unroll
+  for (int kc = 0; kc < kBN / 16; ++kc) {
+    const uint64_t db = smem_desc(cv + kc * 16 * kRowBytes, kBN * kRowBytes, 1024);
+    wgmma_rs_n128(o, pa[kc], db, 1, static_cast<const T*>(nullptr));
+  }
+}
+
+// Online softmax (base 2) of this thread's rows r = 0, 1 (row_base, row_base + 8), in place: s
+// becomes P, row_max / row_sum are updated, corr[r] is the factor for the output so far.
+template <int kBN>
+__device__ __forceinline__ void softmax_rows(float (&s)[kBN / 2], float (&row_max)[2], float (&row_sum)[2],
+                                             float (&corr)[2], float scale_log2) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j * 4 + r * 2], s[j * 4 + r * 2 + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(row_max[r], mx * scale_log2);
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    corr[r] = ex2(row_max[r] - m_use);
+    row_max[r] = m_new;
+    row_sum[r] *= corr[r];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const float pv = ex2(fmaf(s[j * 4 + r * 2 + c], scale_log2, -m_use));
+        s[j * 4 + r * 2 + c] = pv;
+        row_sum[r] += pv;
+      }
+    }
+  }
+}
+
+// Rescales the output rows by corr and packs P into the A fragments of the PV GEMM (two key
+// octets of the S accumulators per 16 keys). Both happen only while no wgmma reads o or pa.
+template <typename T, int kBN>
+__device__ __forceinline__ void rescale_and_pack(float (&o)[kD / 2], const float (&corr)[2], const float (&s)[kBN / 2],
+                                                 uint32_t (&pa)[kBN / 16][4]) {
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      o[j * 4 + r * 2] *= corr[r];
+      o[j * 4 + r * 2 + 1] *= corr[r];
+    }
+  }
+#pragma unroll
+  for (int kc = 0; kc < kBN / 16; ++kc) {
+    pa[kc][0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
+    pa[kc][1] = Mma<T>::pack(s[(2 * kc) * 4 + 2], s[(2 * kc) * 4 + 3]);
+    pa[kc][2] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 0], s[(2 * kc + 1) * 4 + 1]);
+    pa[kc][3] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 2], s[(2 * kc + 1) * 4 + 3]);
+  }
+}
+
+// Normalises and stores this thread's rows row0 and row0 + 8.
+template <typename T>
+__device__ __forceinline__ void store_rows(const float (&o)[kD / 2], const float (&row_sum)[2], const IntervalParams& p,
+                                           int b, int hq, int row0) {
+  const int tig = threadIdx.x % 4;
+  T* obase = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const int row = row0 + r * 8;
+    if (row < p.q_len) {
+      T* dst = obase + static_cast<int64_t>(row) * p.o_st.l + tig * 2;
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) Mma<T>::store2(dst + j * 8, o[j * 4 + r * 2] * inv, o[j * 4 + r * 2 + 1] * inv);
+    }
+  }
+}
+#endif
+
+template <int kBN, int kWG, int kStages>
+__host__ __device__ constexpr size_t tile_bytes() {
+  return 64 * kWG * kD * 2 + 2 * static_cast<size_t>(kStages) * kBN * kD * 2;
+}
+
+// One consumer loop per warpgroup: S_i, wait, mask, softmax, wait for V_i, PV_i, wait, release
+// the stage. (Issuing S_i with PV_{i-1} and taking turns between the two warpgroups at the GEMMs,
+// as FlashAttention-3 does, measured slower here: BENCHMARKS.md.)
+template <typename T, int kBN, int kWG, int kStages>
+__global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
+    interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary,
+                       const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                       const __grid_constant__ CUtensorMap tv) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kBM = 64 * kWG, kThreads = 128 * kWG + 32;
   constexpr int kTileBytesQ = kBM * kD * 2;
   constexpr int kTileBytesKV = kBN * kD * 2;
   constexpr int kSub = kBN / kSummaryKeys;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sq = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  unsigned char* sk = sq + kTileBytesQ;      // 2 buffers
-  unsigned char* sv = sk + 2 * kTileBytesKV;  // 2 buffers
-  __shared__ int s_list[kThreadsW];
-  __shared__ int s_warp_count[kThreadsW / 32];
+  unsigned char* sk = sq + kTileBytesQ;
+  unsigned char* sv = sk + kStages * kTileBytesKV;
+  int* s_list = reinterpret_cast<int*>(sq + tile_bytes<kBN, kWG, kStages>());  // the visible tiles, built up front
+  __shared__ __align__(8) uint64_t full_q, full_k[kStages], full_v[kStages], empty[kStages];
+  __shared__ int s_warp_count[kThreads / 32];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wg = warp / 4, wq = warp % 4;  // warpgroup, warp within it
-  const int g = lane / 4, tig = lane % 4;
   const int m_tiles = (p.q_len + kBM - 1) / kBM;
   const int m_tile = m_tiles - 1 - blockIdx.x;  // heaviest first
   const int hq = blockIdx.y, b = blockIdx.z;
@@ -135,186 +260,167 @@ __global__ void __launch_bounds__(128 * kWG, 2 / kWG) interval_wgmma_kernel(Inte
   const int q_first = p.q_pos0 + m0;
   const int q_end = p.q_pos0 + p.q_len;
   const int q_last = p.q_pos0 + min(m0 + kBM, p.q_len) - 1;
-  const int row_base = wg * 64 + wq * 16 + g;  // this thread's rows: row_base and row_base + 8
-  const int pos_base = q_first + row_base;
-
-  const T* qbase = static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h;
-  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
-  const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h;
-  const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
-  const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
   const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
   const int n_tiles = (n_sub + kSub - 1) / kSub;
   const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_sub;
+  const bool producer = warp == kWG * 4;
+  const bool loader = warp == kWG * 4 && lane == 0;  // the one thread that initialises and loads
 
-  load_tile128<T, kBM, kThreadsW>(sq, qbase, p.q_st.l, m0, p.q_len);
-  cp_async_commit();
+  if (loader) {
+    mbar_init(&full_q, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(&full_k[s], 1);
+      mbar_init(&full_v[s], 1);
+      mbar_init(&empty[s], kWG * 4);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  if (loader) {  // Q first: it does not depend on the list
+    mbar_expect_tx(&full_q, kTileBytesQ);
+    tma_load(sq, &tq, &full_q, 0, m0, hq, b);
+    tma_load(sq + kBM * kRowBytes, &tq, &full_q, 64, m0, hq, b);
+  }
+  int count = 0;
+  for (int base = 0; base < n_tiles; base += kThreads) {
+    count += list_tiles<kThreads, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, sel,
+                                        p.sel_stride_q, s_list + count, s_warp_count);
+  }
 
+  if (producer) {
+    if (loader) {
+      for (int i = 0; i < count; ++i) {
+        const int stage = i % kStages;
+        if (i >= kStages) mbar_wait(&empty[stage], ((i / kStages) - 1) & 1);
+        const int key0 = (s_list[i] & 0x7fffffff) * kBN;
+        unsigned char* dk = sk + stage * kTileBytesKV;
+        unsigned char* dv = sv + stage * kTileBytesKV;
+        mbar_expect_tx(&full_k[stage], kTileBytesKV);
+        tma_load(dk, &tk, &full_k[stage], 0, key0, hkv, b);
+        tma_load(dk + kBN * kRowBytes, &tk, &full_k[stage], 64, key0, hkv, b);
+        mbar_expect_tx(&full_v[stage], kTileBytesKV);
+        tma_load(dv, &tv, &full_v[stage], 0, key0, hkv, b);
+        tma_load(dv + kBN * kRowBytes, &tv, &full_v[stage], 64, key0, hkv, b);
+      }
+    }
+    return;
+  }
+
+  const int wg = warp / 4, wq = warp % 4, g = lane / 4, tig = lane % 4;
+  const int row_base = wg * 64 + wq * 16 + g;  // this thread's rows: row_base and row_base + 8
+  const int pos_base = q_first + row_base;
+  const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const unsigned char* sq_wg = sq + wg * 64 * kRowBytes;
   float o[kD / 2];
 #pragma unroll
   for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f}, corr[2];
   const float scale_log2 = p.scale * 1.4426950408889634f;
+  float s[kBN / 2];
+  uint32_t pa[kBN / 16][4];
+  auto mask = [&](int i) {
+    const int e = s_list[i];
+    if (e < 0) mask_tile<kBN>(s, (e & 0x7fffffff) * kBN, lo, hi, p.kv_len, pos_base, sel, p.sel_stride_q, q_end, tig);
+  };
 
-  int it = 0;
-  for (int base = 0; base < n_tiles; base += kThreadsW) {
-    const int count = list_tiles<kThreadsW, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, sel,
-                                                  p.sel_stride_q, s_list, s_warp_count);
-    if (count > 0) {
-      const int t0 = s_list[0] & 0x7fffffff;
-      load_tile128<T, kBN, kThreadsW>(sk + (it & 1) * kTileBytesKV, kbase, p.k_st.l, t0 * kBN, p.kv_len);
-      load_tile128<T, kBN, kThreadsW>(sv + (it & 1) * kTileBytesKV, vbase, p.v_st.l, t0 * kBN, p.kv_len);
-      cp_async_commit();
-    }
-    for (int i = 0; i < count; ++i, ++it) {
-      cp_async_wait_all();
-      fence_proxy_async();
-      __syncthreads();  // tile i (and Q) visible to every warpgroup; the other buffer is free
-      if (i + 1 < count) {
-        const int tn = s_list[i + 1] & 0x7fffffff;
-        load_tile128<T, kBN, kThreadsW>(sk + ((it + 1) & 1) * kTileBytesKV, kbase, p.k_st.l, tn * kBN, p.kv_len);
-        load_tile128<T, kBN, kThreadsW>(sv + ((it + 1) & 1) * kTileBytesKV, vbase, p.v_st.l, tn * kBN, p.kv_len);
-        cp_async_commit();
-      }
-      const int e = s_list[i];
-      const int tile = e & 0x7fffffff;
-      const unsigned char* ck = sk + (it & 1) * kTileBytesKV;
-      const unsigned char* cv = sv + (it & 1) * kTileBytesKV;
-
-      // S = Q K^T (64 rows of this warpgroup x kBN keys), 8 steps of 16 along the head dim.
-      float s[kBN / 2];
-#pragma unroll
-      for (int j = 0; j < kBN / 2; ++j) s[j] = 0.f;
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kD / 16; ++kk) {
-        const int half = kk >> 2, off = (kk & 3) * 32;
-        const uint64_t da = smem_desc(sq + half * kBM * kRowBytes + wg * 64 * kRowBytes + off, 16, 1024);
-        const uint64_t db = smem_desc(ck + half * kBN * kRowBytes + off, 16, 1024);
-        if constexpr (kBN == 64) {
-          wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
-        } else {
-          wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
-        }
-      }
-      wgmma_commit();
-      wgmma_wait_all();
-
-      if (e < 0) {  // per-element visibility
-        const int key0 = tile * kBN;
-#pragma unroll
-        for (int j = 0; j < kBN / 8; ++j) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int key = key0 + j * 8 + tig * 2 + c;
-            int a = kNever, z = -kNever;
-            if (key < p.kv_len) {
-              a = lo[key];
-              z = hi[key];
-            }
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              if (!visible(a, z, pos_base + r * 8, sel, p.sel_stride_q, key / kSummaryKeys, kSummaryKeys, q_end)) {
-                s[j * 4 + r * 2 + c] = -INFINITY;
-              }
-            }
-          }
-        }
-      }
-      // Online softmax (base 2) of rows row_base and row_base + 8. Kept inline rather than on
-      // common.cuh's softmax_tile(): a version on the helpers (with its tile list built up front)
-      // measured 8% slower in the same process (BENCHMARKS.md), and which part cost it is not yet known.
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j * 4 + r * 2], s[j * 4 + r * 2 + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(row_max[r], mx * scale_log2);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;
-        const float corr = ex2(row_max[r] - m_use);
-        row_max[r] = m_new;
-        row_sum[r] *= corr;
-#pragma unroll
-        for (int j = 0; j < kD / 8; ++j) {
-          o[j * 4 + r * 2] *= corr;
-          o[j * 4 + r * 2 + 1] *= corr;
-        }
-#pragma unroll
-        for (int j = 0; j < kBN / 8; ++j) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float pv = ex2(fmaf(s[j * 4 + r * 2 + c], scale_log2, -m_use));
-            s[j * 4 + r * 2 + c] = pv;
-            row_sum[r] += pv;
-          }
-        }
-      }
-      // O += P V, 4 steps of 16 keys; P's A fragments are two key octets of the S accumulators.
-      wgmma_fence();
-#pragma unroll
-      for (int kc = 0; kc < kBN / 16; ++kc) {
-        uint32_t a[4];
-        a[0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
-        a[1] = Mma<T>::pack(s[(2 * kc) * 4 + 2], s[(2 * kc) * 4 + 3]);
-        a[2] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 0], s[(2 * kc + 1) * 4 + 1]);
-        a[3] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 2], s[(2 * kc + 1) * 4 + 3]);
-        // V as MN-major B: 64-column halves of the head dim kBN rows apart (LBO), 8-key groups
-        // 1024 B apart (SBO).
-        const uint64_t db = smem_desc(cv + kc * 16 * kRowBytes, kBN * kRowBytes, 1024);
-        wgmma_rs_n128(o, a, db, 1, static_cast<const T*>(nullptr));
-      }
-      wgmma_commit();
-      wgmma_wait_all();
-    }
-    __syncthreads();  // the list is rewritten by the next round
+  mbar_wait(&full_q, 0);  // also when nothing is visible: no copy may be in flight at exit
+  for (int i = 0; i < count; ++i) {
+    const int stage = i % kStages;
+    const uint32_t phase = (i / kStages) & 1;
+    mbar_wait(&full_k[stage], phase);
+    wgmma_fence();
+    issue_qk<T, kBN, kBM>(s, sq_wg, sk + stage * kTileBytesKV);
+    wgmma_commit();
+    wgmma_wait_all();
+    mask(i);
+    softmax_rows<kBN>(s, row_max, row_sum, corr, scale_log2);
+    rescale_and_pack<T, kBN>(o, corr, s, pa);
+    mbar_wait(&full_v[stage], phase);
+    wgmma_fence();
+    issue_pv<T, kBN>(o, pa, sv + stage * kTileBytesKV);
+    wgmma_commit();
+    wgmma_wait_all();
+    if (lane == 0) mbar_arrive(&empty[stage]);
   }
-
-  T* obase = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int row = m0 + row_base + r * 8;
-    if (row < p.q_len) {
-      T* dst = obase + static_cast<int64_t>(row) * p.o_st.l + tig * 2;
-#pragma unroll
-      for (int j = 0; j < kD / 8; ++j) Mma<T>::store2(dst + j * 8, o[j * 4 + r * 2] * inv, o[j * 4 + r * 2 + 1] * inv);
-    }
-  }
+  store_rows<T>(o, row_sum, p, b, hq, m0 + row_base);
 #else
   __trap();  // built without sm_90a
 #endif
 }
 
-template <typename T, int kBN, int kWG>
-void launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
-  constexpr size_t smem = smem_bytes<kBN, kWG>();
-  check(cudaFuncSetAttribute(interval_wgmma_kernel<T, kBN, kWG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem)),
+// The driver's tensor-map encoder, through the runtime (no link against libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      f = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A 4-d tensor map over x [B][H][L][128] (strides in elements, D contiguous; dimensions listed
+// innermost first: D, L, H, B) with boxes of 64 x rows, 128-byte swizzled. False when TMA cannot
+// address the tensor (an address or stride not a multiple of 16 bytes, a zero stride as in an
+// expanded tensor) or the driver has no encoder.
+bool make_map(CUtensorMap* map, const void* x, const Strides& st, int batch, int heads, int len, int rows, bool bf16) {
+  const auto encode = tensor_map_encoder();
+  if (encode == nullptr || reinterpret_cast<uintptr_t>(x) % 16 != 0) return false;
+  // A dimension of size 1 is never stepped over; give it a stride TMA accepts.
+  const int64_t sl = st.l, sh = heads > 1 ? st.h : 8, sb = batch > 1 ? st.b : 8;
+  for (int64_t s : {sl, sh, sb}) {
+    if (s <= 0 || s % 8 != 0) return false;
+  }
+  const cuuint64_t dims[4] = {kD, static_cast<cuuint64_t>(len), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(batch)};
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(sl) * 2, static_cast<cuuint64_t>(sh) * 2,
+                                 static_cast<cuuint64_t>(sb) * 2};
+  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(rows), 1, 1};
+  const cuuint32_t unit[4] = {1, 1, 1, 1};
+  return encode(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(x),
+                dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <typename T, int kBN, int kWG, int kStages>
+bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap tq, tk, tv;
+  if (!make_map(&tq, p.q, p.q_st, p.batch, p.q_heads, p.q_len, 64 * kWG, bf16) ||
+      !make_map(&tk, p.k, p.k_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16) ||
+      !make_map(&tv, p.v, p.v_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16)) {
+    return false;
+  }
+  const int n_tiles = (p.kv_len + kBN - 1) / kBN;
+  const size_t smem = tile_bytes<kBN, kWG, kStages>() + static_cast<size_t>(n_tiles) * sizeof(int) + 1024;
+  auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "wgmma shared memory attribute");
   const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
-  interval_wgmma_kernel<T, kBN, kWG><<<grid, 128 * kWG, smem, stream>>>(p, summary);
+  kernel<<<grid, 128 * kWG + 32, smem, stream>>>(p, summary, tq, tk, tv);
   check(cudaGetLastError(), "wgmma launch");
+  return true;
 }
 
 }  // namespace
 
-void launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
+bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
                            cudaStream_t stream) {
   const bool bf16 = dtype == Dtype::kBFloat16;
   switch (shape) {
     case WgmmaShape::kRows128Keys128:
-      return bf16 ? launch<__nv_bfloat16, 128, 2>(p, summary, stream) : launch<__half, 128, 2>(p, summary, stream);
+      return bf16 ? launch<__nv_bfloat16, 128, 2, 2>(p, summary, stream) : launch<__half, 128, 2, 2>(p, summary, stream);
     case WgmmaShape::kRows128Keys64:
-      return bf16 ? launch<__nv_bfloat16, 64, 2>(p, summary, stream) : launch<__half, 64, 2>(p, summary, stream);
+      return bf16 ? launch<__nv_bfloat16, 64, 2, 4>(p, summary, stream) : launch<__half, 64, 2, 4>(p, summary, stream);
     case WgmmaShape::kRows64Keys64:
-      return bf16 ? launch<__nv_bfloat16, 64, 1>(p, summary, stream) : launch<__half, 64, 1>(p, summary, stream);
+      return bf16 ? launch<__nv_bfloat16, 64, 1, 2>(p, summary, stream) : launch<__half, 64, 1, 2>(p, summary, stream);
   }
+  return false;
 }
 
 }  // namespace lcb::attn::cuda::detail

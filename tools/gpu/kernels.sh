@@ -24,7 +24,7 @@ echo "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
 
 for kernel in wgmma64 mma; do
   LCB_INTERVAL_KERNEL=$kernel build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=16384,65536 \
-    --impls="sdpa;dense-interval;swa:window=4096" >>"$OUT_DIR/bench_other_kernels.txt" 2>&1
+    --impls="sdpa;dense-interval;swa:window=4096;dga:m=16,gamma=0.1" >>"$OUT_DIR/bench_other_kernels.txt" 2>&1
   echo "lcb_bench prefill with LCB_INTERVAL_KERNEL=$kernel: exit $?"
 done
 
@@ -39,7 +39,7 @@ if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
 fi
 
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*' \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 echo "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 
