@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA kernels on the GPU machine: builds, runs the GPU suite (kernels against their
 # references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16),
-# the GPU sweep of harness/configs/gpu.json, compute-sanitizer on the kernel tests. Logs,
-# bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last.
+# the GPU sweep of harness/configs/gpu.json, compute-sanitizer on the kernel tests (memcheck;
+# synccheck on the interval kernel's barriers). Logs, bench*.json and gpu.sqlite land in
+# OUT_DIR; the benchmark tables are printed last, then every step's status line again.
 #
 #   tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]     (LCB_SKIP_SWEEP=1: no sweep)
 set -uo pipefail
@@ -15,35 +16,41 @@ LCB_GPU_TARGETS="lcb lcb_gpu_test lcb_bench" source tools/gpu/build.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT_DIR/env.txt"
 
 timeout 240 build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
-echo "gpu suite: exit $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.log" | tr '\n' ' ')"
+status() { echo "$1" | tee -a "$OUT_DIR/status.txt"; }  # repeated after the tables
+: >"$OUT_DIR/status.txt"
+status "gpu suite: exit $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.log" | tr '\n' ' ')"
 grep -E "^\[  FAILED  \]|Failure|error:|^interval|Expected|Which is" "$OUT_DIR/gpu_test.log" | head -n 40
 
 t0=$(date +%s)
 timeout 300 build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json "$@" >"$OUT_DIR/bench.txt" 2>&1
-echo "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
+status "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
 
 for kernel in wgmma64 mma; do
   LCB_INTERVAL_KERNEL=$kernel build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=16384,65536 \
     --impls="sdpa;dense-interval;swa:window=4096;dga:m=16,gamma=0.1" >>"$OUT_DIR/bench_other_kernels.txt" 2>&1
-  echo "lcb_bench prefill with LCB_INTERVAL_KERNEL=$kernel: exit $?"
+  status "lcb_bench prefill with LCB_INTERVAL_KERNEL=$kernel: exit $?"
 done
 
 build-gpu/lcb_bench --modes=decode --heads=gqa --lengths=16384 --batch=16 --benchmark_out="$OUT_DIR/bench_b16.json" \
   --benchmark_out_format=json >"$OUT_DIR/bench_b16.txt" 2>&1
-echo "lcb_bench decode B=16: exit $?"
+status "lcb_bench decode B=16: exit $?"
 
 if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
   t0=$(date +%s)
   build-gpu/lcb run --config harness/configs/gpu.json --db "$OUT_DIR/gpu.sqlite" >"$OUT_DIR/sweep.txt" 2>"$OUT_DIR/sweep.progress"
-  echo "sweep (harness/configs/gpu.json): $(tail -n1 "$OUT_DIR/sweep.txt") [$(( $(date +%s) - t0 )) s]"
+  status "sweep (harness/configs/gpu.json): $(tail -n1 "$OUT_DIR/sweep.txt") [$(( $(date +%s) - t0 )) s]"
 fi
 
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
   --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
-echo "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
+status "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
+timeout 100 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
+  --gtest_filter='IntervalKernel.CausalDense*' >"$OUT_DIR/synccheck.log" 2>&1
+status "compute-sanitizer synccheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/synccheck.log" | tail -n1))"
 
 grep -E "ERROR OCCURRED|error_message" "$OUT_DIR/bench.txt" | head -n 20
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_b16.txt"
 echo "with LCB_INTERVAL_KERNEL=wgmma64, then mma:"; grep -E "^\| prefill" "$OUT_DIR/bench_other_kernels.txt"
+echo; cat "$OUT_DIR/status.txt"
