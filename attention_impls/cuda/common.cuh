@@ -356,7 +356,8 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
 }
 
 // The Hopper variant for head dim 128 (wgmma, TMA; sm_90a): query rows per CTA x keys per tile.
-// False, launching nothing, when TMA cannot address q, k or v (see make_map there). Defined in
+// False, launching nothing, when TMA cannot address q, k or v (see make_map there) or the list of
+// key tiles does not fit in shared memory (over a million keys). Defined in
 // interval_attention_wgmma.cu.
 enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };
 bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,

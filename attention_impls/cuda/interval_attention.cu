@@ -248,7 +248,7 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or with a block selection 64 x 64
   // (one query block per CTA, one key block per tile: a selected tile needs no per-element mask).
   // LCB_INTERVAL_KERNEL=wgmma64 asks for 128 x 64, =mma for the mma.sync kernel, which also runs
-  // when TMA cannot address the tensors.
+  // when the wgmma kernel cannot take the tensors (TMA cannot address them, or over a million keys).
   const char* env = std::getenv("LCB_INTERVAL_KERNEL");
   const std::string choice = env != nullptr ? env : "";
   const WgmmaShape shape = p.block_sel != nullptr ? WgmmaShape::kRows64Keys64

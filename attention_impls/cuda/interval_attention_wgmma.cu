@@ -230,9 +230,11 @@ __host__ __device__ constexpr size_t tile_bytes() {
   return 64 * kWG * kD * 2 + 2 * static_cast<size_t>(kStages) * kBN * kD * 2;
 }
 
-// One consumer loop per warpgroup: S_i, wait, mask, softmax, wait for V_i, PV_i, wait, release
-// the stage. (Issuing S_i with PV_{i-1} and taking turns between the two warpgroups at the GEMMs,
-// as FlashAttention-3 does, measured slower here: BENCHMARKS.md.)
+// One CTA per query tile (heaviest first within each head); one consumer loop per warpgroup: S_i,
+// wait, mask, softmax, wait for V_i, PV_i, wait, release the stage. Measured slower here and not
+// kept (BENCHMARKS.md): issuing S_i with PV_{i-1} and taking turns between the two warpgroups at
+// the GEMMs, as FlashAttention-3 does; a persistent grid that prepares the next query tile while
+// the current one computes.
 template <typename T, int kBN, int kWG, int kStages>
 __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
     interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary,
@@ -398,6 +400,10 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   }
   const int n_tiles = (p.kv_len + kBN - 1) / kBN;
   const size_t smem = tile_bytes<kBN, kWG, kStages>() + static_cast<size_t>(n_tiles) * sizeof(int) + 1024;
+  int device = 0, smem_max = 0;
+  check(cudaGetDevice(&device), "device");
+  check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
+  if (smem > static_cast<size_t>(smem_max)) return false;  // a tile list this long (over a million keys) does not fit
   auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "wgmma shared memory attribute");
