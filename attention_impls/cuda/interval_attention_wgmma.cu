@@ -152,48 +152,12 @@ __device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa
   }
 }
 
-// Online softmax (base 2) of this thread's rows r = 0, 1 (row_base, row_base + 8), in place: s
-// becomes P, row_max / row_sum are updated, corr[r] is the factor for the output so far.
-template <int kBN>
-__device__ __forceinline__ void softmax_rows(float (&s)[kBN / 2], float (&row_max)[2], float (&row_sum)[2],
-                                             float (&corr)[2], float scale_log2) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float mx = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j * 4 + r * 2], s[j * 4 + r * 2 + 1]));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(row_max[r], mx * scale_log2);
-    const float m_use = m_new == -INFINITY ? 0.f : m_new;
-    corr[r] = ex2(row_max[r] - m_use);
-    row_max[r] = m_new;
-    row_sum[r] *= corr[r];
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j) {
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const float pv = ex2(fmaf(s[j * 4 + r * 2 + c], scale_log2, -m_use));
-        s[j * 4 + r * 2 + c] = pv;
-        row_sum[r] += pv;
-      }
-    }
-  }
-}
-
 // Rescales the output rows by corr and packs P into the A fragments of the PV GEMM (two key
 // octets of the S accumulators per 16 keys). Both happen only while no wgmma reads o or pa.
 template <typename T, int kBN>
 __device__ __forceinline__ void rescale_and_pack(float (&o)[kD / 2], const float (&corr)[2], const float (&s)[kBN / 2],
                                                  uint32_t (&pa)[kBN / 16][4]) {
-#pragma unroll
-  for (int j = 0; j < kD / 8; ++j) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      o[j * 4 + r * 2] *= corr[r];
-      o[j * 4 + r * 2 + 1] *= corr[r];
-    }
-  }
+  rescale_o<kD>(o, corr);
 #pragma unroll
   for (int kc = 0; kc < kBN / 16; ++kc) {
     pa[kc][0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
@@ -337,7 +301,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
     wgmma_commit();
     wgmma_wait_all();
     mask(i);
-    softmax_rows<kBN>(s, row_max, row_sum, corr, scale_log2);
+    softmax_tile<kBN>(s, row_max, row_sum, corr, scale_log2);
     rescale_and_pack<T, kBN>(o, corr, s, pa);
     mbar_wait(&full_v[stage], phase);
     wgmma_fence();
