@@ -294,6 +294,45 @@ __device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* t
   return before + __popc(ballot & ((1u << lane) - 1));
 }
 
+// Warp-wide step of a radix select: over 256 digit counts count_at(d), the digit holding the
+// want-th largest item (1 <= want <= the total) and how many items lie in higher digits; every
+// lane gets both ({-1, 0} when the counts hold fewer than want items). Lane l reads digits
+// [8l, 8l + 8).
+template <typename CountAt>
+__device__ __forceinline__ int2 warp_pick_digit(CountAt count_at, int want) {
+  const int lane = threadIdx.x % 32;
+  int c[8], local = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    c[j] = static_cast<int>(count_at(lane * 8 + j));
+    local += c[j];
+  }
+  int suffix = local;  // items in this lane's digits or higher
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const int other = __shfl_down_sync(0xffffffffu, suffix, off);
+    if (lane + off < 32) suffix += other;
+  }
+  int above = suffix - local, digit = -1;
+  const bool mine = above < want && suffix >= want;
+  if (mine) {
+#pragma unroll
+    for (int j = 7; j >= 0; --j) {
+      if (digit < 0) {
+        if (above + c[j] >= want) {
+          digit = lane * 8 + j;
+        } else {
+          above += c[j];
+        }
+      }
+    }
+  }
+  const unsigned who = __ballot_sync(0xffffffffu, mine);
+  if (who == 0) return make_int2(-1, 0);
+  const int src = __ffs(who) - 1;
+  return make_int2(__shfl_sync(0xffffffffu, digit, src), __shfl_sync(0xffffffffu, above, src));
+}
+
 // Radix select: marks flag[i] = 1 for the k largest of key_at(0 .. n-1) (unsigned keys; 0 < k < n;
 // ties taken lowest index first), 0 for the rest; flag may be shared or global memory. Four
 // passes of 8-bit histograms, then one pass for the ties. Every thread of the block calls it.
@@ -302,7 +341,7 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
   __shared__ int hist[256];
   __shared__ int s_pick[2];
   __shared__ int s_warp[kThreads / 32];
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tid = threadIdx.x, warp = tid / 32;
   uint32_t prefix = 0, mask = 0;
   int remaining = k;  // how many still to take among the keys matching prefix under mask
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -313,27 +352,11 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
       if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
     }
     __syncthreads();
-    if (warp == 0) {  // lane l owns digits [8l, 8l + 8); find the digit holding the remaining-th largest
-      int local = 0;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) local += hist[lane * 8 + j];
-      int suffix = local;  // keys with this lane's digits or higher
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const int other = __shfl_down_sync(0xffffffffu, suffix, off);
-        if (lane + off < 32) suffix += other;
-      }
-      int above = suffix - local;
-      if (above < remaining && suffix >= remaining) {
-        for (int j = 7; j >= 0; --j) {
-          const int c = hist[lane * 8 + j];
-          if (above + c >= remaining) {
-            s_pick[0] = lane * 8 + j;
-            s_pick[1] = remaining - above;
-            break;
-          }
-          above += c;
-        }
+    if (warp == 0) {
+      const int2 pick = warp_pick_digit([&](int d) { return hist[d]; }, remaining);
+      if (tid == 0) {
+        s_pick[0] = pick.x;
+        s_pick[1] = remaining - pick.y;
       }
     }
     __syncthreads();
@@ -362,5 +385,10 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
 enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };
 bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
                            cudaStream_t stream);
+// topk_attention()'s select (its first `levels` launches, at most five) writing the rows' bounds into `rows`; false,
+// launching nothing, where TMA cannot address q or k or the tile list does not fit. Defined in
+// interval_attention_wgmma.cu.
+bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* rows, int top_k, int levels,
+                        cudaStream_t stream);
 
 }  // namespace lcb::attn::cuda::detail
