@@ -21,6 +21,12 @@
 namespace lcb::attn {
 namespace {
 
+// The attention step's CTA shape: up to 32K tokens each 128-row query tile of DGA's layout has
+// few, uneven key tiles and 64-row CTAs (two per SM) finish sooner (BENCHMARKS.md, fourth
+// session: 4K 0.34 -> 0.21 ms, 16K 1.71 -> 1.29 ms, 32K 4.70 -> 4.17 ms); at 64K the 128-row
+// CTAs are faster.
+int64_t rows_per_cta(int64_t kv_len) { return kv_len <= 32768 ? 64 : 0; }
+
 using ref::kNever;
 
 // Rows idx [B, Hkv, n] of x [B, Hkv, L, D]: [B, Hkv, n, D].
@@ -207,7 +213,7 @@ class Dga final : public Attention {
     Output o;
     if (fast_path) {
       o.backend = "cuda-interval";
-      o.out = fast::interval_attention(q, lay.keys, lay.values, lay.lo, lay.hi, 0, scale);
+      o.out = fast::interval_attention(q, lay.keys, lay.values, lay.lo, lay.hi, 0, scale, {}, rows_per_cta(s.kv_len));
     } else {
       o.backend = "reference";
       o.out = ref::masked_attention(q, lay.keys, lay.values, scale, opts.chunk_rows,
@@ -343,7 +349,7 @@ DgaPlan dga_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k
   if (dga == nullptr) throw std::invalid_argument("dga_plan: " + impl.spec() + " is not a dga implementation");
   at::NoGradGuard no_grad;
   auto lay = dga->build_layout(q, k, v, scale, /*kernels=*/fast::reason_not(q, k, v, {}).empty());
-  return {lay.keys, lay.values, lay.lo, lay.hi};
+  return {lay.keys, lay.values, lay.lo, lay.hi, rows_per_cta(k.size(2))};
 }
 
 RegistryEntry dga_entry() {

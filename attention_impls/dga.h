@@ -8,11 +8,13 @@ namespace lcb::attn {
 // The compressed keys/values (input dtype) and their visibility intervals, [B, Hkv, N(, D)].
 struct DgaPlan {
   at::Tensor keys, values, lo, hi;
+  int64_t rows_per_cta = 0;  // fast::interval_attention()'s CTA shape for this plan
 };
 
 // Stage 1 of a `dga` implementation's prefill: importance from the sampled queries, the focal
 // top-γ, group aggregation and the intervals. Stage 2 is
-// fast::interval_attention(q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale) (or the
+// fast::interval_attention(q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale, {},
+// plan.rows_per_cta) (or the
 // reference's masked attention). Throws std::invalid_argument when `impl` is not a dga.
 DgaPlan dga_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
 

@@ -2,6 +2,7 @@
 
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
@@ -26,7 +27,7 @@ std::string reason_not_decode(const at::Tensor&, const at::Tensor&, const at::Te
 }
 
 at::Tensor interval_attention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                              const at::Tensor&, int64_t, double, const at::Tensor&) {
+                              const at::Tensor&, int64_t, double, const at::Tensor&, int64_t) {
   throw std::logic_error("fast::interval_attention: this build has no CUDA kernels");
 }
 
@@ -44,6 +45,18 @@ at::Tensor topk_block_select(const at::Tensor&, const at::Tensor&, const at::Ten
 }
 
 std::string reason_not_select(const at::Tensor&, int64_t) { return "this build has no CUDA kernels"; }
+
+std::string reason_not_topk(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Options&) {
+  return "this build has no CUDA kernels";
+}
+
+at::Tensor topk_attention(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, double) {
+  throw std::logic_error("fast::topk_attention: this build has no CUDA kernels");
+}
+
+at::Tensor topk_select(const at::Tensor&, const at::Tensor&, int64_t, int64_t) {
+  throw std::logic_error("fast::topk_select: this build has no CUDA kernels");
+}
 
 std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor&, const at::Tensor&, const at::Tensor&, double, int64_t) {
   throw std::logic_error("fast::dga_order: this build has no CUDA kernels");
@@ -143,13 +156,13 @@ std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const a
   return why;
 }
 
-at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& lo,
-                              const at::Tensor& hi, int64_t q_pos0, double scale, const at::Tensor& block_sel) {
-  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
-  const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
-  const at::Tensor lo32 = interval_ends(lo, B, Hkv, N), hi32 = interval_ends(hi, B, Hkv, N);
-  at::Tensor out = at::empty({B, Hq, Lq, D}, q.options());
-  at::Tensor ws = at::empty({static_cast<int64_t>(cuda::interval_workspace_bytes(B, Hkv, N))}, q.options().dtype(at::kByte));
+namespace {
+
+// The kernel's view of attention of q over k / v with visibility lo32 / hi32 (interval_ends()),
+// writing out; ws: interval_workspace_bytes().
+cuda::IntervalParams interval_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                                     const at::Tensor& lo32, const at::Tensor& hi32, int64_t q_pos0, double scale,
+                                     const at::Tensor& ws) {
   cuda::IntervalParams p;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
@@ -166,15 +179,40 @@ at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, co
   if (hi32.stride(0) != p.iv_stride_b || hi32.stride(1) != p.iv_stride_h) {
     throw std::invalid_argument("fast::interval_attention: lo and hi must have the same broadcast shape");
   }
-  p.batch = static_cast<int>(B);
-  p.q_heads = static_cast<int>(Hq);
-  p.kv_heads = static_cast<int>(Hkv);
-  p.q_len = static_cast<int>(Lq);
-  p.kv_len = static_cast<int>(N);
-  p.head_dim = static_cast<int>(D);
+  p.batch = static_cast<int>(q.size(0));
+  p.q_heads = static_cast<int>(q.size(1));
+  p.kv_heads = static_cast<int>(k.size(1));
+  p.q_len = static_cast<int>(q.size(2));
+  p.kv_len = static_cast<int>(k.size(2));
+  p.head_dim = static_cast<int>(q.size(3));
   p.q_pos0 = static_cast<int>(q_pos0);
   p.scale = static_cast<float>(scale);
   p.tile_summary = static_cast<int32_t*>(ws.data_ptr());
+  return p;
+}
+
+at::Tensor interval_workspace(const at::Tensor& q, const at::Tensor& k) {
+  const int64_t bytes = static_cast<int64_t>(cuda::interval_workspace_bytes(
+      static_cast<int>(k.size(0)), static_cast<int>(k.size(1)), static_cast<int>(k.size(2))));
+  return at::empty({bytes}, q.options().dtype(at::kByte));
+}
+
+}  // namespace
+
+at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& lo,
+                              const at::Tensor& hi, int64_t q_pos0, double scale, const at::Tensor& block_sel,
+                              int64_t rows_per_cta) {
+  const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
+  const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
+  const at::Tensor lo32 = interval_ends(lo, B, Hkv, N), hi32 = interval_ends(hi, B, Hkv, N);
+  at::Tensor out = at::empty({B, Hq, Lq, D}, q.options());
+  const at::Tensor ws = interval_workspace(q, k);
+  cuda::IntervalParams p = interval_params(q, k, v, out, lo32, hi32, q_pos0, scale, ws);
+  if (rows_per_cta != 0 && rows_per_cta != 64 && rows_per_cta != 128) {
+    throw std::invalid_argument("fast::interval_attention: rows_per_cta " + std::to_string(rows_per_cta) +
+                                " (accepted: 0 for the default, 64, 128)");
+  }
+  p.rows_per_cta = static_cast<int>(rows_per_cta);
   at::Tensor sel;
   if (block_sel.defined()) {
     static_assert(kSelectBlock == cuda::kSelectBlock);
@@ -193,6 +231,52 @@ at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, co
   }
   cuda::interval_attention(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
   return out;
+}
+
+std::string reason_not_topk(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts) {
+  std::string why = reason_not(q, k, v, opts);
+  if (why.empty() && q.size(3) != 128) why = "the top-k kernel is for head dim 128";
+  if (why.empty() && q.size(2) < 64) why = "fewer than 64 queries (one row of scores is cheaper as a reference)";
+  return why;
+}
+
+namespace {
+
+// Runs topk's select (levels > 0: its first `levels` passes) or, with levels == 0, the whole
+// top-k attention into out. False where the kernels cannot address the tensors.
+bool run_topk(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, int64_t top_k, double scale,
+              int levels, at::Tensor* out, at::Tensor* state) {
+  // TMA addresses every tensor through non-zero 16-byte strides: plain contiguous copies.
+  const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
+  const auto iopt = q.options().dtype(at::kInt);
+  const at::Tensor lo32 = at::arange(N, iopt).expand({B, Hkv, N});
+  const at::Tensor hi32 = at::full({N}, std::numeric_limits<int32_t>::max(), iopt).expand({B, Hkv, N});
+  *out = at::empty({B, Hq, Lq, D}, q.options());
+  const at::Tensor ws = interval_workspace(q, k);
+  const cuda::IntervalParams p = interval_params(q, k, v, *out, lo32, hi32, N - Lq, scale, ws);
+  *state = at::empty({B, Hq, Lq, 4}, iopt);
+  const int k_keep = static_cast<int>(std::min<int64_t>(top_k, std::numeric_limits<int32_t>::max()));
+  auto* rows = reinterpret_cast<uint32_t*>(state->data_ptr<int32_t>());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  return levels > 0 ? cuda::topk_select(p, k_keep, levels, rows, kernel_dtype(q), stream)
+                    : cuda::topk_attention(p, k_keep, rows, kernel_dtype(q), stream);
+}
+
+}  // namespace
+
+at::Tensor topk_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t top_k, double scale) {
+  at::Tensor out, state;
+  return run_topk(q, k, v, top_k, scale, 0, &out, &state) ? out : at::Tensor();
+}
+
+at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels) {
+  if (levels < 1 || levels > 5) throw std::invalid_argument("fast::topk_select: levels must be 1 to 5");
+  at::Tensor out, state;
+  if (!run_topk(q, k, k, top_k, 1.0, static_cast<int>(levels), &out, &state)) {
+    throw std::invalid_argument("fast::topk_select: the kernel cannot run these tensors (" + reason_not_topk(q, k, k, {}) + ")");
+  }
+  return state;
 }
 
 at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<at::Tensor, at::Tensor>>& segments,

@@ -27,9 +27,26 @@ std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const a
 // [B, Hq, Lq, D] in q's dtype.
 // With block_sel (bool or uint8 [B, Hq, ceil(Lq_end / 64), ceil(N / 64)]), key n is visible to the
 // query at position p only if also block_sel[b, hq, p / 64, n / 64] (block-sparse attention).
+// rows_per_cta: 64 asks the head-dim-128 kernel for 64-row CTAs (two per SM; faster for short,
+// uneven visibility such as DGA's below 32K keys), 0 for its default.
 at::Tensor interval_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
                               const at::Tensor& hi, int64_t q_pos0, double scale,
-                              const at::Tensor& block_sel = at::Tensor());
+                              const at::Tensor& block_sel = at::Tensor(), int64_t rows_per_cta = 0);
+
+// Empty when topk_attention() can run these inputs (reason_not(), head dim 128, at least 64
+// queries); otherwise why not.
+std::string reason_not_topk(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts);
+
+// Exact top-k attention (topk:k=top_k) of q [B, Hq, Lq, D] over the causal keys of k / v: query
+// row i sits at position N - Lq + i and keeps its top_k largest scores q·k (keys tied with the
+// top_k-th are all kept). Undefined when the kernel cannot address the tensors (the caller then
+// uses the reference).
+at::Tensor topk_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t top_k, double scale);
+// topk_attention()'s select alone, its first `levels` passes (1 to 5; 5 completes it): int32
+// [B, Hq, Lq, 4] per row: the key range (lo, width) holding the top_k-th score, how many scores
+// are still to be found in it (0: resolved) and the bound (keys kept: order key >= bound, the
+// float's bits made unsigned-monotone). For stage timings and tests.
+at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels);
 
 // The block size block_sel is written for.
 constexpr int64_t kSelectBlock = 64;

@@ -1,5 +1,8 @@
 // topk:k=K — exact top-k: per query (and query head) the K largest causal logits are kept, the
 // rest masked. A query with at most K causal keys is dense.
+// Fast path on CUDA (head dim 128, prefill): a radix select over the scores recomputed on the
+// tensor cores, then the interval kernel with per-row score bounds (fast::topk_attention).
+#include "attention_impls/fast.h"
 #include "attention_impls/full_cache.h"
 #include "attention_impls/reference.h"
 #include "attention_impls/registry.h"
@@ -32,6 +35,18 @@ class TopK final : public Attention {
       return keep_topk(logits, ref::causal_mask(s.q_len, s.kv_len, r0, rows, q.device()).expand_as(logits));
     };
     if (cache) *cache = std::make_unique<FullCache>(k, v);
+    if (fast::reason_not_topk(q, k, v, opts).empty()) {
+      Output o;
+      o.out = fast::topk_attention(q, k, v, k_, ref::softmax_scale(opts, s.head_dim));
+      if (o.out.defined()) {
+        o.backend = "cuda-topk";
+        o.cost = *cost(s);
+        if (opts.want_recall) {
+          o.mass_recall = ref::mass_recall(q, k, ref::softmax_scale(opts, s.head_dim), opts.chunk_rows, mask);
+        }
+        return o;
+      }
+    }
     return ref::masked_forward(q, k, v, opts, mask, *cost(s));
   }
 

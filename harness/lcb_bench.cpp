@@ -8,8 +8,9 @@
 // CUDA events around each call, the L2 cache flushed before each, two warm-up calls; counters
 // report the median. Counters: ms (median), TFLOPs (effective: 4·D per visible query-key pair),
 // GBps (q, k, v or the cache read once, output written once), x_sdpa (SDPA's median / this
-// median, same shape and mode), and for DGA prefill select_ms / attend_ms (its selection stages
-// and its attention step timed apart). A table of the medians is printed last.
+// median, same shape and mode), and for DGA, topk_block and topk prefill select_ms / attend_ms
+// (selection and attention timed apart; topk's attend is the total less the select, whose five
+// passes are listed). A table of the medians is printed last.
 //
 //   lcb_bench [--lengths=4096,16384,65536,131072] [--modes=prefill,decode] [--heads=mha,gqa]
 //             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
@@ -214,6 +215,7 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
   std::unique_ptr<attn::Attention> impl;
   std::unique_ptr<attn::Cache> cache;
   std::string note;
+  std::vector<double> select_levels;  // topk: ms of the select's first 1 .. 5 passes
   if (spec == "sdpa") {
     fn = sdpa_call(mode, in);
   } else if (spec == "dense-interval") {
@@ -251,7 +253,10 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
         attn::DgaPlan plan;
         const double sel = median(time_calls([&] { plan = attn::dga_plan(*impl, in.q, in.k, in.v, scale); }, nullptr, 5));
         const double att = median(time_calls(
-            [&] { attn::fast::interval_attention(in.q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale); }, nullptr, 5));
+            [&] {
+              attn::fast::interval_attention(in.q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale, {}, plan.rows_per_cta);
+            },
+            nullptr, 5));
         note = stage_note(st, sel, att);
       } else if (impl->family() == "topk_block") {
         at::Tensor sel;
@@ -260,6 +265,12 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
         const double att = median(time_calls(
             [&] { attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, 0, scale, sel); }, nullptr, 5));
         note = stage_note(st, sel_ms, att);
+      } else if (impl->family() == "topk" && o.backend == "cuda-topk") {  // the select's passes, cumulative
+        const auto top_k = static_cast<int64_t>(std::llround(impl->requested_density(L) * static_cast<double>(L)));
+        for (int64_t levels = 1; levels <= 5; ++levels) {
+          select_levels.push_back(
+              median(time_calls([&] { attn::fast::topk_select(in.q, in.k, top_k, levels); }, nullptr, 3)));
+        }
       }
     } else {
       impl->forward(in.q, in.k, in.v, {}, &cache);
@@ -276,6 +287,15 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
   st.counters["TFLOPs"] = flops / (med * 1e-3) / 1e12;
   st.counters["GBps"] = bytes / (med * 1e-3) / 1e9;
   st.counters["x_sdpa"] = base / med;
+  if (!select_levels.empty()) {
+    const double sel = select_levels.back();
+    note = stage_note(st, sel, med - sel) + "; passes";
+    for (size_t i = 0; i < select_levels.size(); ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, " %.2f", select_levels[i] - (i ? select_levels[i - 1] : 0.0));
+      note += buf;
+    }
+  }
   rows().push_back({name, med, base / med, flops / (med * 1e-3) / 1e12, bytes / (med * 1e-3) / 1e9, note});
 }
 

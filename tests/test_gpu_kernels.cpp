@@ -14,6 +14,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 namespace lcb {
 namespace {
@@ -164,6 +165,110 @@ TEST(IntervalKernel, RegistryFastPathsMatchTheirReference) {
       EXPECT_LT(err, 1e-2) << spec << " L=" << c.L << " Hq=" << c.hq << " Hkv=" << c.hkv << " D=" << c.d;
       EXPECT_EQ(fast.cost.kept_pairs, slow.cost.kept_pairs) << spec;
     }
+  }
+}
+
+// Exact top-k in float64 from the formula: the query at position N - Lq + i keeps its top_k
+// largest causal logits (all of them when it has at most top_k).
+at::Tensor topk_f64(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t top_k, double scale) {
+  const int64_t groups = q.size(1) / k.size(1), Lq = q.size(2), N = k.size(2);
+  const at::Tensor qd = q.to(at::kDouble), kd = attn::ref::repeat_kv(k.to(at::kDouble), groups),
+                   vd = attn::ref::repeat_kv(v.to(at::kDouble), groups);
+  const at::Tensor logits = at::matmul(qd, kd.transpose(-2, -1)) * scale;
+  const auto lopt = at::TensorOptions().dtype(at::kLong).device(q.device());
+  const at::Tensor causal = at::arange(N, lopt).unsqueeze(0).le(at::arange(N - Lq, N, lopt).unsqueeze(1)).expand_as(logits);
+  const at::Tensor masked = logits.masked_fill(causal.logical_not(), -INFINITY);
+  const at::Tensor idx = std::get<1>(masked.topk(std::min(top_k, N), -1));
+  const at::Tensor keep = at::zeros_like(causal).scatter_(-1, idx, true).logical_and(causal);
+  return at::matmul(at::softmax(logits.masked_fill(keep.logical_not(), -INFINITY), -1), vd);
+}
+
+// Per-row relative L2 error of got against want [B, H, L, D]: the largest over rows.
+double worst_row_error(const at::Tensor& got, const at::Tensor& want) {
+  const at::Tensor g = got.to(at::kDouble), w = want.to(at::kDouble);
+  return ((g - w).norm(2, {-1}) / w.norm(2, {-1}).clamp_min(1e-30)).max().item<double>();
+}
+
+// Scores that are distinct integers (exact in float32 whatever the summation order): the kept
+// set is unique, and keeping one key too many or too few moves a row by percents (scale 5e-4
+// keeps the softmax spread; values are random signs). Every row must match float64 within
+// the rounding of P and the output; odd lengths, GQA, queries offset from position 0, batch 2,
+// top_k from 1 to past every row's key count.
+TEST(TopKKernel, DistinctScoresKeepExactlyTheTopK) {
+  REQUIRE_GPU();
+  struct TopKCase {
+    int64_t Lq, N, hq, hkv, top_k;
+  };
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const TopKCase c : {TopKCase{333, 333, 8, 2, 1}, TopKCase{1013, 1013, 8, 8, 5}, TopKCase{2049, 2049, 4, 1, 300},
+                             TopKCase{700, 1500, 8, 4, 33}, TopKCase{129, 129, 4, 2, 200}, TopKCase{5000, 5000, 2, 1, 50},
+                             TopKCase{1000, 4500, 4, 2, 700}}) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(c.N + c.top_k);
+      const auto dopt = at::TensorOptions().dtype(at::kDouble);
+      const int64_t B = 2, D = 128;
+      // Key j scores c_i·(32·x_j + y_j) against query i: x in [-128, 128), y in [0, 32), the pairs a
+      // random permutation of distinct values; c_i in {±1, ±2} (a negative c reverses the order).
+      at::Tensor k = at::zeros({B, c.hkv, c.N, D}, dopt);
+      std::vector<at::Tensor> perms;  // per (batch, kv head)
+      for (int64_t i = 0; i < B * c.hkv; ++i) perms.push_back(at::randperm(8192, gen, dopt).narrow(0, 0, c.N));
+      const at::Tensor zz = at::stack(perms).reshape({B, c.hkv, c.N});
+      k.select(-1, 0).copy_(at::floor(zz / 32) - 128);
+      k.select(-1, 1).copy_(zz - 32 * at::floor(zz / 32));
+      at::Tensor q = at::zeros({B, c.hq, c.Lq, D}, dopt);
+      const at::Tensor mult = at::randint(0, 4, {B, c.hq, c.Lq}, gen, dopt);
+      const at::Tensor ci = at::where(mult.lt(2), mult + 1, 1 - mult);  // 1, 2, -1, -2
+      q.select(-1, 0).copy_(32 * ci);
+      q.select(-1, 1).copy_(ci);
+      const at::Tensor v = at::randint(0, 2, {B, c.hkv, c.N, D}, gen, dopt) * 2 - 1;
+      const at::Tensor qd = q.to(kCuda, dtype), kd = k.to(kCuda, dtype), vd = v.to(kCuda, dtype);
+      const double scale = 5e-4;
+      const at::Tensor got = attn::fast::topk_attention(qd, kd, vd, c.top_k, scale);
+      ASSERT_TRUE(got.defined());
+      const at::Tensor want = topk_f64(qd, kd, vd, c.top_k, scale);
+      const double err = worst_row_error(got, want);
+      EXPECT_LT(err, 1e-2) << test::dtype_name(dtype) << " Lq=" << c.Lq << " N=" << c.N << " Hq=" << c.hq
+                           << " Hkv=" << c.hkv << " k=" << c.top_k;
+      std::printf("topk distinct %s Lq=%lld N=%lld k=%lld worst row rel_err=%.2e\n", test::dtype_name(dtype),
+                  static_cast<long long>(c.Lq), static_cast<long long>(c.N), static_cast<long long>(c.top_k), err);
+    }
+  }
+}
+
+// Normal random inputs through the registry (topk:k=K's fast path) against float64: the kernel's
+// error at most a small factor above the float32 formula's own (test::derived_tolerance). Near
+// ties the float32 scores may rank a key differently from float64, as any float32 top-k would.
+TEST(TopKKernel, RandomInputsMatchFloat64) {
+  REQUIRE_GPU();
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case c : {Case{77, 4, 1, 128}, Case{1013, 8, 2, 128}, Case{3001, 32, 8, 128}}) {
+      for (const int64_t top_k : {int64_t{16}, int64_t{250}}) {
+        const auto in = test::random_qkv(1, c.hq, c.hkv, c.L, c.L, c.d, 3 + c.L + top_k, dtype, kCuda);
+        const auto impl = attn::make_attention("topk:k=" + std::to_string(top_k));
+        const attn::Output fast = impl->forward(in.q, in.k, in.v, {});
+        EXPECT_EQ(fast.backend, "cuda-topk");
+        const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+        const at::Tensor want = topk_f64(in.q, in.k, in.v, top_k, scale);
+        const at::Tensor ref32 = topk_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), top_k, scale)
+                                     .to(dtype);
+        const double err = test::rel_l2(fast.out, want), ref_err = test::rel_l2(ref32, want);
+        EXPECT_LE(err, test::derived_tolerance(dtype, ref_err))
+            << test::dtype_name(dtype) << " L=" << c.L << " Hq=" << c.hq << " Hkv=" << c.hkv << " k=" << top_k;
+        EXPECT_TRUE(test::all_finite(fast.out));
+        attn::Options ref;
+        ref.reference = true;
+        EXPECT_LT(test::rel_l2(fast.out, impl->forward(in.q, in.k, in.v, ref).out), 1e-2) << "against topk's reference path";
+      }
+    }
+    // Rows of over 65535 keys (32-bit counts, 64-row tiles): the last 64 queries of 70001 keys.
+    const auto in = test::random_qkv(1, 4, 2, 64, 70001, 128, 5, dtype, kCuda);
+    const double scale = 1.0 / std::sqrt(128.0);
+    const at::Tensor got = attn::fast::topk_attention(in.q, in.k, in.v, 3000, scale);
+    ASSERT_TRUE(got.defined());
+    const at::Tensor want = topk_f64(in.q, in.k, in.v, 3000, scale);
+    const at::Tensor ref32 =
+        topk_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), 3000, scale).to(dtype);
+    EXPECT_LE(test::rel_l2(got, want), test::derived_tolerance(dtype, test::rel_l2(ref32, want)))
+        << test::dtype_name(dtype) << " 64 queries over 70001 keys";
   }
 }
 

@@ -230,6 +230,15 @@ void launch(const IntervalParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "launch");
 }
 
+// Fills p.tile_summary: per key tile of kBlockN the min / max of lo and hi.
+void summarise(const IntervalParams& p, cudaStream_t stream) {
+  const int tiles = (p.kv_len + kBlockN - 1) / kBlockN;
+  const int total = p.batch * p.kv_heads * tiles;
+  summarise_tiles<<<(total + 255) / 256, 256, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads,
+                                                           p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
+  check(cudaGetLastError(), "tile summary launch");
+}
+
 }  // namespace
 
 size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
@@ -237,23 +246,46 @@ size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
   return static_cast<size_t>(batch) * kv_heads * tiles * sizeof(int4);
 }
 
+size_t topk_workspace_bytes(int batch, int q_heads, int q_len) {
+  return static_cast<size_t>(batch) * q_heads * q_len * 4 * sizeof(uint32_t);
+}
+
+bool topk_select(const IntervalParams& p, int top_k, int levels, uint32_t* row_state, Dtype dtype, cudaStream_t stream) {
+  if (p.head_dim != 128 || p.block_sel != nullptr || p.row_state != nullptr || top_k < 1) return false;
+  if (p.q_len <= 0 || p.kv_len <= 0) return true;
+  summarise(p, stream);
+  return launch_topk_select(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), row_state, top_k, levels, stream);
+}
+
+bool topk_attention(const IntervalParams& p, int top_k, uint32_t* row_state, Dtype dtype, cudaStream_t stream) {
+  if (!topk_select(p, top_k, 5, row_state, dtype, stream)) return false;
+  if (p.q_len <= 0 || p.kv_len <= 0) return true;
+  const int4* summary = reinterpret_cast<const int4*>(p.tile_summary);
+  IntervalParams a = p;
+  a.row_state = row_state;
+  if (!launch_interval_wgmma(a, dtype, summary, WgmmaShape::kRows128Keys128, stream)) {
+    throw std::logic_error("topk attention: the select ran but the attention kernel cannot take the same tensors");
+  }
+  return true;
+}
+
 void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t stream) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("interval attention: head dim must be 64 or 128");
+  if (p.row_state != nullptr) throw std::invalid_argument("interval attention: row_state is topk_attention()'s");
   if (p.q_len <= 0 || p.kv_len <= 0) return;
-  const int tiles = (p.kv_len + kBlockN - 1) / kBlockN;
-  const int total = p.batch * p.kv_heads * tiles;
-  summarise_tiles<<<(total + 255) / 256, 256, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads,
-                                                           p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
-  check(cudaGetLastError(), "tile summary launch");
-  // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or with a block selection 64 x 64
-  // (one query block per CTA, one key block per tile: a selected tile needs no per-element mask).
-  // LCB_INTERVAL_KERNEL=wgmma64 asks for 128 x 64, =mma for the mma.sync kernel, which also runs
-  // when the wgmma kernel cannot take the tensors (TMA cannot address them, or over a million keys).
+  summarise(p, stream);
+  // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or 64 x 64 with a block
+  // selection (one query block per CTA, one key block per tile: a selected tile needs no
+  // per-element mask) or when p.rows_per_cta asks for 64. LCB_INTERVAL_KERNEL=wgmma64 asks for
+  // 128 x 64, =wgmma64x1 for 64 x 64, =mma for the mma.sync kernel, which also runs when the wgmma
+  // kernel cannot take the tensors (TMA cannot address them, or over a million keys).
   const char* env = std::getenv("LCB_INTERVAL_KERNEL");
   const std::string choice = env != nullptr ? env : "";
-  const WgmmaShape shape = p.block_sel != nullptr ? WgmmaShape::kRows64Keys64
-                           : choice == "wgmma64"  ? WgmmaShape::kRows128Keys64
-                                                  : WgmmaShape::kRows128Keys128;
+  const WgmmaShape shape = p.block_sel != nullptr                            ? WgmmaShape::kRows64Keys64
+                           : choice == "wgmma64"                             ? WgmmaShape::kRows128Keys64
+                           : choice == "wgmma64x1"                           ? WgmmaShape::kRows64Keys64
+                           : p.rows_per_cta == 64 && choice != "wgmma"       ? WgmmaShape::kRows64Keys64
+                                                                             : WgmmaShape::kRows128Keys128;
   if (p.head_dim == 128 && choice != "mma" &&
       launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), shape, stream)) {
     return;

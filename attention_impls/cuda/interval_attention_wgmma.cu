@@ -91,6 +91,15 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
 
+// Exact top-k compares scores through order_key() of the score plus +0 (which turns -0 into +0,
+// so that equal floats have equal keys); a bound key back as the smallest score at or above it:
+// for any score x, x >= score_of_key(k) iff topk_key(x) >= k.
+__device__ __forceinline__ uint32_t topk_key(float x) { return order_key(x + 0.0f); }
+__device__ __forceinline__ float score_of_key(uint32_t k) {
+  if (k <= 0x007fffffu) return -INFINITY;  // at or below -inf's key: every score
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // mbarrier and TMA (cp.async.bulk.tensor) primitives.
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
@@ -101,6 +110,13 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Arrives when `pred` holds, without a branch.
+__device__ __forceinline__ void mbar_arrive_if(uint64_t* bar, bool pred) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(smem_addr(bar)),
+      "r"(static_cast<int>(pred))
+      : "memory");
 }
 // Returns once the phase of parity `parity` has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
@@ -199,7 +215,7 @@ __host__ __device__ constexpr size_t tile_bytes() {
 // kept (BENCHMARKS.md): issuing S_i with PV_{i-1} and taking turns between the two warpgroups at
 // the GEMMs, as FlashAttention-3 does; a persistent grid that prepares the next query tile while
 // the current one computes.
-template <typename T, int kBN, int kWG, int kStages>
+template <typename T, int kBN, int kWG, int kStages, bool kThr>
 __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
     interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary,
                        const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
@@ -286,9 +302,28 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
   const float scale_log2 = p.scale * 1.4426950408889634f;
   float s[kBN / 2];
   uint32_t pa[kBN / 16][4];
+  float thr[2] = {-INFINITY, -INFINITY};  // with kThr: the rows' bounds as scores
+  if constexpr (kThr) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {  // rows past the end read the last row's (no branch around the load)
+      const int row = min(m0 + row_base + r * 8, p.q_len - 1);
+      thr[r] = score_of_key(p.row_state[(static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + row) * 4 + 3]);
+    }
+  }
   auto mask = [&](int i) {
     const int e = s_list[i];
     if (e < 0) mask_tile<kBN>(s, (e & 0x7fffffff) * kBN, lo, hi, p.kv_len, pos_base, sel, p.sel_stride_q, q_end, tig);
+    if constexpr (kThr) {
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            float& x = s[j * 4 + r * 2 + c];
+            x = x < thr[r] ? -INFINITY : x;
+          }
+    }
   };
 
   mbar_wait(&full_q, 0);  // also when nothing is visible: no copy may be in flight at exit
@@ -311,6 +346,278 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
     if (lane == 0) mbar_arrive(&empty[stage]);
   }
   store_rows<T>(o, row_sum, p, b, hq, m0 + row_base);
+#else
+  __trap();  // built without sm_90a
+#endif
+}
+
+// Exact top-k's radix select (topk_attention()). Per row of [B, Hq, Lq] a state of 4 words:
+// the key range [lo, lo + width) that holds the row's top_k-th score, how many of the row's
+// largest scores are still to be found in it (need; 0: resolved) and, once resolved, the bound
+// (every score x with topk_key(x) >= bound is kept).
+//
+// First level: 256 ranges of keys, by sign and the top 3 mantissa bits of 16 binary exponents per
+// sign (|score| in [2^-6, 2^10)); smaller magnitudes share the middle range, larger ones the two
+// end ranges. Monotone in the key. Later levels split the range found into 256 equal parts.
+constexpr int kE0 = 121;                                              // 2^(kE0 - 127) = 2^-6
+constexpr int kPosFirst = 2048 + 8 * kE0, kNegLast = 2047 - 8 * kE0;  // in units of key >> 20
+constexpr int kTopkStages = 3;
+constexpr int kTopkLevels = 5;  // 256^4 covers the widest first-level range (< 2^31)
+
+__device__ __forceinline__ int first_level_bin(uint32_t key) {
+  const int t = static_cast<int>(key >> 20);
+  if (t >= kPosFirst) return 128 + min(127, t - kPosFirst);
+  if (t <= kNegLast) return max(0, 126 - (kNegLast - t));
+  return 127;
+}
+
+__device__ __forceinline__ void first_level_range(int bin, uint32_t* lo, uint32_t* width) {
+  uint64_t a, z;
+  if (bin >= 128) {
+    const uint64_t t = kPosFirst + (bin - 128);
+    a = t << 20;
+    z = bin == 255 ? (1ull << 32) : (t + 1) << 20;
+  } else if (bin == 127) {
+    a = static_cast<uint64_t>(kNegLast + 1) << 20;
+    z = static_cast<uint64_t>(kPosFirst) << 20;
+  } else {
+    const uint64_t t = kNegLast - (126 - bin);
+    a = bin == 0 ? 0 : t << 20;
+    z = (t + 1) << 20;
+  }
+  *lo = static_cast<uint32_t>(a);
+  *width = static_cast<uint32_t>(z - a);
+}
+
+// Shift that splits a range of `width` keys into at most 256 parts.
+__device__ __forceinline__ int level_shift(uint32_t width) { return width <= 256 ? 0 : 32 - __clz(width - 1) - 8; }
+
+template <int kWG>
+constexpr size_t topk_hist_bytes() {  // Q, the K stages, the histograms (excluding the tile list)
+  constexpr int kStride = (kWG == 2 ? 128 : 256) + 1;
+  return 1024 + 64 * kWG * kD * 2 + static_cast<size_t>(kTopkStages) * 128 * kD * 2 + 64 * kWG * kStride * 4;
+}
+
+// One level of the select for one query tile: S = Q·K^T over the visible (causal) key tiles as in
+// the attention kernel (same wgmma sequence, so the same scores), each score of an open row
+// counted in its row's histogram of 256 parts of the row's range, then one warp per row finds
+// the part holding its need-th largest and updates the state. With two consumer warpgroups the
+// counts are 16-bit, two to a word (rows of at most 65535 keys); with one, 32-bit.
+template <typename T, int kWG>
+__global__ void __launch_bounds__(128 * kWG + 32, 1)
+    topk_hist_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, uint4* __restrict__ rows,
+                     int level, int top_k, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kBN = 128, kStages = kTopkStages, kBM = 64 * kWG, kThreads = 128 * kWG + 32;
+  constexpr int kTileBytesQ = kBM * kD * 2, kTileBytesK = kBN * kD * 2, kSub = kBN / kSummaryKeys;
+  constexpr bool kPacked = kWG == 2;
+  constexpr int kStride = (kPacked ? 128 : 256) + 1;  // words per row, padded against bank conflicts
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sq = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* sk = sq + kTileBytesQ;
+  uint32_t* hist = reinterpret_cast<uint32_t*>(sk + kStages * kTileBytesK);
+  int* s_list = reinterpret_cast<int*>(hist + kBM * kStride);
+  __shared__ __align__(8) uint64_t full_q, full_k[kStages], empty[kStages];
+  __shared__ int s_warp_count[kThreads / 32];
+  __shared__ uint4 s_state[kBM];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int m_tiles = (p.q_len + kBM - 1) / kBM;
+  const int m_tile = m_tiles - 1 - blockIdx.x;  // heaviest first
+  const int hq = blockIdx.y, b = blockIdx.z;
+  const int hkv = hq / (p.q_heads / p.kv_heads);
+  const int m0 = m_tile * kBM;
+  const int q_first = p.q_pos0 + m0;
+  const int q_end = p.q_pos0 + p.q_len;
+  const int q_last = p.q_pos0 + min(m0 + kBM, p.q_len) - 1;
+  uint4* state = rows + static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + m0;
+
+  bool open = false;
+  if (tid < kBM) {
+    uint4 st = make_uint4(0u, 0u, 0u, 0u);  // resolved, bound 0: every key kept
+    if (m0 + tid < p.q_len) {
+      if (level == 1) {
+        const int n_vis = min(q_first + tid + 1, p.kv_len);
+        if (n_vis > top_k) st.z = static_cast<uint32_t>(top_k);
+        state[tid] = st;
+      } else {
+        st = state[tid];
+      }
+    }
+    s_state[tid] = st;
+    open = static_cast<int>(st.z) > 0;
+  }
+  if (!__syncthreads_or(open)) return;  // every row resolved: nothing loaded, nothing to do
+
+  const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
+  const int n_tiles = (n_sub + kSub - 1) / kSub;
+  const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_sub;
+  const bool producer = warp == kWG * 4;
+  const bool loader = producer && lane == 0;
+  for (int i = tid; i < kBM * kStride; i += kThreads) hist[i] = 0u;
+  if (loader) {
+    mbar_init(&full_q, 1);
+    for (int st = 0; st < kStages; ++st) {
+      mbar_init(&full_k[st], 1);
+      mbar_init(&empty[st], kWG * 4);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  if (loader) {
+    mbar_expect_tx(&full_q, kTileBytesQ);
+    tma_load(sq, &tq, &full_q, 0, m0, hq, b);
+    tma_load(sq + kBM * kRowBytes, &tq, &full_q, 64, m0, hq, b);
+  }
+  int count = 0;
+  for (int base = 0; base < n_tiles; base += kThreads) {
+    count += list_tiles<kThreads, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, nullptr, 0,
+                                        s_list + count, s_warp_count);
+  }
+
+  if (producer) {
+    if (loader) {
+      for (int i = 0; i < count; ++i) {
+        const int stage = i % kStages;
+        if (i >= kStages) mbar_wait(&empty[stage], ((i / kStages) - 1) & 1);
+        const int key0 = (s_list[i] & 0x7fffffff) * kBN;
+        unsigned char* dk = sk + stage * kTileBytesK;
+        mbar_expect_tx(&full_k[stage], kTileBytesK);
+        tma_load(dk, &tk, &full_k[stage], 0, key0, hkv, b);
+        tma_load(dk + kBN * kRowBytes, &tk, &full_k[stage], 64, key0, hkv, b);
+      }
+    }
+    return;
+  }
+
+  const int wg = warp / 4, wq = warp % 4, g = lane / 4, tig = lane % 4;
+  const int row_base = wg * 64 + wq * 16 + g;
+  const int pos_base = q_first + row_base;
+  const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
+  const unsigned char* sq_wg = sq + wg * 64 * kRowBytes;
+  uint32_t r_lo[2], r_width[2];  // a later level counts the keys in [lo, lo + width), in parts of 2^shift
+  int r_shift[2];
+  bool r_open[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const uint4 st = s_state[row_base + r * 8];
+    r_open[r] = static_cast<int>(st.z) > 0;
+    r_lo[r] = st.x;
+    r_width[r] = r_open[r] ? st.y : 0u;
+    r_shift[r] = level_shift(st.y);
+  }
+  // Part d of CTA row `row`; with 16-bit counts parts d and d + 128 share word d % 128 (far apart
+  // in value, so that neighbouring common parts do not contend for one word).
+  auto count_of = [&](int row, int d) -> uint32_t {
+    const uint32_t* h = hist + row * kStride;
+    if constexpr (kPacked) {
+      return (h[d & 127] >> ((d >> 7) * 16)) & 0xffffu;
+    } else {
+      return h[d];
+    }
+  };
+  auto add = [&](int row, int bin) {
+    if constexpr (kPacked) {
+      atomicAdd(&hist[row * kStride + (bin & 127)], 1u << ((bin >> 7) * 16));
+    } else {
+      atomicAdd(&hist[row * kStride + bin], 1u);
+    }
+  };
+  // First level: a row's need-th largest so far is a lower bound of its final one, so parts below
+  // it never matter; scores there are not counted. Each warp owns its 16 rows' counts and raises
+  // their floors every kFloorEvery tiles.
+  constexpr int kFloorEvery = 16;
+  int floor_bin[2] = {0, 0};
+  auto raise_floors = [&] {
+    __syncwarp();
+    const int row0 = wg * 64 + wq * 16;
+    for (int rr = 0; rr < 16; ++rr) {
+      const int need = static_cast<int>(s_state[row0 + rr].z);
+      if (need <= 0) continue;  // warp-uniform
+      const int2 pick = warp_pick_digit([&](int d) { return count_of(row0 + rr, d); }, need);
+      if (g == (rr & 7)) {
+        if (rr < 8) {
+          floor_bin[0] = max(floor_bin[0], pick.x);
+        } else {
+          floor_bin[1] = max(floor_bin[1], pick.x);
+        }
+      }
+    }
+  };
+  // Counts tile i's scores: S = Q·K^T, then straight-line predicated counting. The visibility of
+  // the select is causal dense (key n visible from position n on; keys past the end lie past
+  // every position), applied arithmetically.
+  auto count_tile = [&](float(&sc)[kBN / 2], int i) {
+    const int stage = i % kStages;
+    mbar_wait(&full_k[stage], (i / kStages) & 1);
+    wgmma_fence();
+    issue_qk<T, kBN, kBM>(sc, sq_wg, sk + stage * kTileBytesK);
+    wgmma_commit();
+    wgmma_wait_all();
+    mbar_arrive_if(&empty[i % kStages], lane == 0);  // the scores are in registers
+    const int key0 = (s_list[i] & 0x7fffffff) * kBN + tig * 2;
+    if (level == 1) {
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const float x = sc[j * 4 + r * 2 + c];
+            const int bin = first_level_bin(topk_key(x));
+            const bool visible = key0 + j * 8 + c <= pos_base + r * 8;
+            if (r_open[r] && visible && bin >= floor_bin[r]) add(row_base + r * 8, bin);
+          }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const float x = sc[j * 4 + r * 2 + c];
+            const uint32_t d = topk_key(x) - r_lo[r];
+            const bool visible = key0 + j * 8 + c <= pos_base + r * 8;
+            if (d < r_width[r] && visible) add(row_base + r * 8, static_cast<int>(d >> r_shift[r]));
+          }
+    }
+  };
+  float s[kBN / 2];
+  mbar_wait(&full_q, 0);
+  for (int i = 0; i < count; ++i) {
+    if (level == 1 && i > 0 && i % kFloorEvery == 0) raise_floors();
+    count_tile(s, i);
+  }
+  asm volatile("bar.sync 1, %0;\n" ::"r"(kWG * 128) : "memory");  // the consumers' counts are complete
+
+  for (int r = warp; r < kBM; r += kWG * 4) {
+    const uint4 st = s_state[r];
+    const int need = static_cast<int>(st.z);
+    if (need <= 0) continue;  // warp-uniform
+    auto count_at = [&](int d) { return count_of(r, d); };
+    const int2 pick = warp_pick_digit(count_at, need);
+    if (lane == 0) {
+      uint4 out;
+      if (pick.x < 0) {  // cannot happen with identical scores; keep the whole range rather than guess
+        out = make_uint4(st.x, st.y, 0u, st.x);
+      } else {
+        const int left = need - pick.y;  // still to take within the part found
+        uint32_t nlo, nwidth;
+        if (level == 1) {
+          first_level_range(pick.x, &nlo, &nwidth);
+        } else {
+          const int sh = level_shift(st.y);
+          nlo = st.x + (static_cast<uint32_t>(pick.x) << sh);
+          const uint64_t end = static_cast<uint64_t>(st.x) + st.y;
+          nwidth = static_cast<uint32_t>(min(uint64_t{1} << sh, end - nlo));
+        }
+        const bool done = count_at(pick.x) == static_cast<uint32_t>(left) || nwidth <= 1;
+        out = done ? make_uint4(nlo, nwidth, 0u, nlo) : make_uint4(nlo, nwidth, static_cast<uint32_t>(left), 0u);
+      }
+      state[r] = out;
+    }
+  }
 #else
   __trap();  // built without sm_90a
 #endif
@@ -353,7 +660,7 @@ bool make_map(CUtensorMap* map, const void* x, const Strides& st, int batch, int
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, int kBN, int kWG, int kStages>
+template <typename T, int kBN, int kWG, int kStages, bool kThr = false>
 bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap tq, tk, tv;
@@ -368,7 +675,7 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   check(cudaGetDevice(&device), "device");
   check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
   if (smem > static_cast<size_t>(smem_max)) return false;  // a tile list this long (over a million keys) does not fit
-  auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages>;
+  auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages, kThr>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "wgmma shared memory attribute");
   const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
@@ -377,11 +684,40 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   return true;
 }
 
+template <typename T, int kWG>
+bool launch_hist(const IntervalParams& p, const int4* summary, uint32_t* rows, int level, int top_k,
+                 cudaStream_t stream) {
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap tq, tk;
+  if (!make_map(&tq, p.q, p.q_st, p.batch, p.q_heads, p.q_len, 64 * kWG, bf16) ||
+      !make_map(&tk, p.k, p.k_st, p.batch, p.kv_heads, p.kv_len, 128, bf16)) {
+    return false;
+  }
+  const int n_tiles = (p.kv_len + 127) / 128;
+  const size_t smem = topk_hist_bytes<kWG>() + static_cast<size_t>(n_tiles) * sizeof(int);
+  int device = 0, smem_max = 0;
+  check(cudaGetDevice(&device), "device");
+  check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
+  if (smem > static_cast<size_t>(smem_max)) return false;
+  auto* kernel = topk_hist_kernel<T, kWG>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "top-k select shared memory attribute");
+  const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
+  kernel<<<grid, 128 * kWG + 32, smem, stream>>>(p, summary, reinterpret_cast<uint4*>(rows), level, top_k, tq, tk);
+  check(cudaGetLastError(), "top-k select launch");
+  return true;
+}
+
 }  // namespace
 
 bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
                            cudaStream_t stream) {
   const bool bf16 = dtype == Dtype::kBFloat16;
+  if (p.row_state != nullptr) {  // score bounds: topk_attention()'s shape only
+    if (shape != WgmmaShape::kRows128Keys128) return false;
+    return bf16 ? launch<__nv_bfloat16, 128, 2, 2, true>(p, summary, stream)
+                : launch<__half, 128, 2, 2, true>(p, summary, stream);
+  }
   switch (shape) {
     case WgmmaShape::kRows128Keys128:
       return bf16 ? launch<__nv_bfloat16, 128, 2, 2>(p, summary, stream) : launch<__half, 128, 2, 2>(p, summary, stream);
@@ -391,6 +727,21 @@ bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* sum
       return bf16 ? launch<__nv_bfloat16, 64, 1, 2>(p, summary, stream) : launch<__half, 64, 1, 2>(p, summary, stream);
   }
   return false;
+}
+
+bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* rows, int top_k, int levels,
+                        cudaStream_t stream) {
+  // Rows see at most q_pos0 + q_len keys: with at most 65535, 16-bit counts and 128-row tiles.
+  const bool packed = static_cast<int64_t>(p.q_pos0) + p.q_len <= 65535;
+  const bool bf16 = dtype == Dtype::kBFloat16;
+  for (int level = 1; level <= min(levels, kTopkLevels); ++level) {
+    const bool ok = packed ? (bf16 ? launch_hist<__nv_bfloat16, 2>(p, summary, rows, level, top_k, stream)
+                                   : launch_hist<__half, 2>(p, summary, rows, level, top_k, stream))
+                           : (bf16 ? launch_hist<__nv_bfloat16, 1>(p, summary, rows, level, top_k, stream)
+                                   : launch_hist<__half, 1>(p, summary, rows, level, top_k, stream));
+    if (!ok) return false;  // only at the first level: the maps and sizes do not change
+  }
+  return true;
 }
 
 }  // namespace lcb::attn::cuda::detail

@@ -39,11 +39,34 @@ struct IntervalParams {
   int64_t sel_stride_b = 0, sel_stride_h = 0, sel_stride_q = 0;
   // Work space of interval_workspace_bytes(): per key tile the min/max of lo and hi.
   int32_t* tile_summary = nullptr;
+  // Query rows per CTA on the head-dim-128 kernel: 0 (or 128) for 128-row CTAs, 64 for 64-row
+  // CTAs with 64-key tiles, two per SM, which suit short and uneven tile lists better.
+  int rows_per_cta = 0;
+  // Optional per-row bounds (topk_attention() sets them): 4 words per row of [B, Hq, Lq], the
+  // 4th a key (order_key of the score + 0); the query keeps only the keys whose raw score q·k has
+  // a key at or above it.
+  const uint32_t* row_state = nullptr;
 };
 
 size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len);
 constexpr int kSelectBlock = 64;  // the key tile, and the block size block_sel is written for
 void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t stream);
+
+// Exact top-k attention (topk:k=K, DESIGN.md §3) on the causal keys: the query at position p
+// keeps the top_k largest raw scores q·k among keys 0 .. p (all of them when there are at most
+// top_k). p's lo / hi must describe causal dense visibility (lo[n] = n, hi = kNever). A radix
+// select finds each row's top_k-th score: up to five passes recompute q·K^T on the tensor cores,
+// the first histogramming every row's scores into 256 ranges, the later ones refining the range
+// that holds the top_k-th (a CTA whose rows are all resolved stops at once); then the interval
+// kernel attends with the per-row bounds. Scores are bit-identical across the passes (same
+// instructions), so the kept set is exact; keys tied with the top_k-th score are all kept.
+// row_state: topk_workspace_bytes(). Returns false, computing nothing, where it cannot run (head
+// dim other than 128, a tensor TMA cannot address, over a million keys).
+size_t topk_workspace_bytes(int batch, int q_heads, int q_len);
+bool topk_attention(const IntervalParams& p, int top_k, uint32_t* row_state, Dtype dtype, cudaStream_t stream);
+// The select alone, its first `levels` passes (1 to 5): row_state as topk_attention() leaves it
+// (per row: range lo, width, still needed, bound), for timing the stages and for tests.
+bool topk_select(const IntervalParams& p, int top_k, int levels, uint32_t* row_state, Dtype dtype, cudaStream_t stream);
 
 // One query per (batch, query head) against keys that are all visible, held in up to three
 // segments per (batch, kv head) (DGA's cache: focal, aggregates, raw tail). Split-KV: blocks of
