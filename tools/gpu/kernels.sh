@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The CUDA kernels on the GPU machine: builds, runs the GPU suite (kernels against their
-# references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16),
-# the GPU sweep of harness/configs/gpu.json, compute-sanitizer on the kernel tests (memcheck;
-# synccheck on the interval kernel's barriers). Logs, bench*.json and gpu.sqlite land in
-# OUT_DIR; the benchmark tables are printed last, then every step's status line again.
+# references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16,
+# then exact top-k's prefill up to 64K), the GPU sweep of harness/configs/gpu.json,
+# compute-sanitizer on the kernel tests (memcheck; synccheck on the interval kernel's barriers).
+# Logs, bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last, then
+# every step's status line again.
 #
 #   tools/gpu/kernels.sh OUT_DIR [DEB_DIR] [lcb_bench flags...]     (LCB_SKIP_SWEEP=1: no sweep)
 set -uo pipefail
@@ -22,8 +23,14 @@ status "gpu suite: exit $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.
 grep -E "^\[  FAILED  \]|Failure|error:|^interval|Expected|Which is" "$OUT_DIR/gpu_test.log" | head -n 40
 
 t0=$(date +%s)
-timeout 300 build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json "$@" >"$OUT_DIR/bench.txt" 2>&1
+timeout 300 build-gpu/lcb_bench --benchmark_out="$OUT_DIR/bench.json" --benchmark_out_format=json \
+  --impls="sdpa;dense-interval;swa:window=4096;dga:m=16,gamma=0.1;topk_block:block=64,k=100" "$@" >"$OUT_DIR/bench.txt" 2>&1
 status "lcb_bench: exit $? in $(( $(date +%s) - t0 )) s"
+# Exact top-k apart, up to 64K (its select passes cost seconds at 128K).
+t0=$(date +%s)
+timeout 200 build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=4096,16384,65536 --impls="sdpa;topk:k=2048" \
+  --benchmark_out="$OUT_DIR/bench_topk.json" --benchmark_out_format=json >"$OUT_DIR/bench_topk.txt" 2>&1
+status "lcb_bench topk: exit $? in $(( $(date +%s) - t0 )) s"
 
 for kernel in wgmma64 mma; do
   LCB_INTERVAL_KERNEL=$kernel build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=16384,65536 \
@@ -42,7 +49,7 @@ if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
 fi
 
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*' \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*:TopKKernel.Distinct*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 status "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 timeout 100 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
@@ -52,5 +59,6 @@ status "compute-sanitizer synccheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DI
 grep -E "ERROR OCCURRED|error_message" "$OUT_DIR/bench.txt" | head -n 20
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_b16.txt"
+grep -E "^\| prefill" "$OUT_DIR/bench_topk.txt"
 echo "with LCB_INTERVAL_KERNEL=wgmma64, then mma:"; grep -E "^\| prefill" "$OUT_DIR/bench_other_kernels.txt"
 echo; cat "$OUT_DIR/status.txt"
