@@ -357,33 +357,33 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
 // (every score x with topk_key(x) >= bound is kept).
 //
 // First level: 256 ranges of keys, by sign and the top 3 mantissa bits of 16 binary exponents per
-// sign (|score| in [2^-6, 2^10)); smaller magnitudes share the middle range, larger ones the two
-// end ranges. Monotone in the key. Later levels split the range found into 256 equal parts.
-constexpr int kE0 = 121;                                              // 2^(kE0 - 127) = 2^-6
-constexpr int kPosFirst = 2048 + 8 * kE0, kNegLast = 2047 - 8 * kE0;  // in units of key >> 20
+// sign (|score| in [2^-6, 2^10)); smaller magnitudes share the innermost range of their sign,
+// larger ones the outermost. Monotone in the key. Later levels split the range found into 256
+// equal parts.
+constexpr int kMagBase = 8 * 121;  // (exponent << 3 | top 3 mantissa bits) of 2^-6
 constexpr int kTopkStages = 3;
 constexpr int kTopkLevels = 5;  // 256^4 covers the widest first-level range (< 2^31)
 
-__device__ __forceinline__ int first_level_bin(uint32_t key) {
-  const int t = static_cast<int>(key >> 20);
-  if (t >= kPosFirst) return 128 + min(127, t - kPosFirst);
-  if (t <= kNegLast) return max(0, 126 - (kNegLast - t));
-  return 127;
+// The first-level range of a score x with no -0 (x + 0.0f): bins 128 + t for x >= 0, 127 - t below.
+__device__ __forceinline__ int first_level_bin(float x) {
+  const uint32_t b = __float_as_uint(x);
+  const int t = min(127, max(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
+  return (b >> 31) ? 127 - t : 128 + t;
 }
 
+// [lo, lo + width) of first-level range `bin`, in keys (order_key of x >= 0 is 2^31 + its bits,
+// of x < 0 2^31 - 1 - its magnitude bits).
 __device__ __forceinline__ void first_level_range(int bin, uint32_t* lo, uint32_t* width) {
+  constexpr uint64_t kHalf = 1ull << 31;
   uint64_t a, z;
   if (bin >= 128) {
-    const uint64_t t = kPosFirst + (bin - 128);
-    a = t << 20;
-    z = bin == 255 ? (1ull << 32) : (t + 1) << 20;
-  } else if (bin == 127) {
-    a = static_cast<uint64_t>(kNegLast + 1) << 20;
-    z = static_cast<uint64_t>(kPosFirst) << 20;
+    const uint64_t t = bin - 128;
+    a = t == 0 ? kHalf : kHalf + ((kMagBase + t) << 20);
+    z = t == 127 ? (1ull << 32) : kHalf + ((kMagBase + t + 1) << 20);
   } else {
-    const uint64_t t = kNegLast - (126 - bin);
-    a = bin == 0 ? 0 : t << 20;
-    z = (t + 1) << 20;
+    const uint64_t t = 127 - bin;
+    a = t == 127 ? 0 : kHalf - ((kMagBase + t + 1) << 20);
+    z = t == 0 ? kHalf : kHalf - ((kMagBase + t) << 20);
   }
   *lo = static_cast<uint32_t>(a);
   *width = static_cast<uint32_t>(z - a);
@@ -528,7 +528,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   // it never matter; scores there are not counted. Each warp owns its 16 rows' counts and raises
   // their floors every kFloorEvery tiles.
   constexpr int kFloorEvery = 16;
-  int floor_bin[2] = {0, 0};
+  int floor_bin[2] = {r_open[0] ? 0 : 256, r_open[1] ? 0 : 256};  // a resolved row counts nothing
   auto raise_floors = [&] {
     __syncwarp();
     const int row0 = wg * 64 + wq * 16;
@@ -557,30 +557,36 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
     wgmma_wait_all();
     mbar_arrive_if(&empty[i % kStages], lane == 0);  // the scores are in registers
     const int key0 = (s_list[i] & 0x7fffffff) * kBN + tig * 2;
-    if (level == 1) {
+    // Tiles every row sees whole (the list's non-negative entries) skip the causal test.
+    auto count = [&](auto full) {
+      if (level == 1) {
 #pragma unroll
-      for (int j = 0; j < kBN / 8; ++j)
+        for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
-        for (int r = 0; r < 2; ++r)
+          for (int r = 0; r < 2; ++r)
 #pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float x = sc[j * 4 + r * 2 + c];
-            const int bin = first_level_bin(topk_key(x));
-            const bool visible = key0 + j * 8 + c <= pos_base + r * 8;
-            if (r_open[r] && visible && bin >= floor_bin[r]) add(row_base + r * 8, bin);
-          }
+            for (int c = 0; c < 2; ++c) {
+              const int bin = first_level_bin(sc[j * 4 + r * 2 + c] + 0.0f);
+              const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
+              if (visible && bin >= floor_bin[r]) add(row_base + r * 8, bin);
+            }
+      } else {
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const uint32_t d = topk_key(sc[j * 4 + r * 2 + c]) - r_lo[r];
+              const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
+              if (d < r_width[r] && visible) add(row_base + r * 8, static_cast<int>(d >> r_shift[r]));
+            }
+      }
+    };
+    if (s_list[i] >= 0) {
+      count(std::true_type{});
     } else {
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float x = sc[j * 4 + r * 2 + c];
-            const uint32_t d = topk_key(x) - r_lo[r];
-            const bool visible = key0 + j * 8 + c <= pos_base + r * 8;
-            if (d < r_width[r] && visible) add(row_base + r * 8, static_cast<int>(d >> r_shift[r]));
-          }
+      count(std::false_type{});
     }
   };
   float s[kBN / 2];
