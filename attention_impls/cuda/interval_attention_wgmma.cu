@@ -428,7 +428,6 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   const int hkv = hq / (p.q_heads / p.kv_heads);
   const int m0 = m_tile * kBM;
   const int q_first = p.q_pos0 + m0;
-  const int q_end = p.q_pos0 + p.q_len;
   const int q_last = p.q_pos0 + min(m0 + kBM, p.q_len) - 1;
   uint4* state = rows + static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + m0;
 
@@ -493,8 +492,6 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   const int wg = warp / 4, wq = warp % 4, g = lane / 4, tig = lane % 4;
   const int row_base = wg * 64 + wq * 16 + g;
   const int pos_base = q_first + row_base;
-  const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
-  const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const unsigned char* sq_wg = sq + wg * 64 * kRowBytes;
   uint32_t r_lo[2], r_width[2];  // a later level counts the keys in [lo, lo + width), in parts of 2^shift
   int r_shift[2];
