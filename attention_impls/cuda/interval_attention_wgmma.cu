@@ -11,6 +11,7 @@
 // the 128-byte swizzled layout both TMA and wgmma use: a [rows][128] tile is two column halves of
 // 64 elements, each [rows][128 B], 16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned.
 #include "attention_impls/cuda/common.cuh"
+#include "attention_impls/cuda/topk_select.h"
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -89,15 +90,6 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
   const uint32_t a = smem_addr(p);
   return static_cast<uint64_t>((a >> 4) & 0x3FFF) | (static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16) |
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
-}
-
-// Exact top-k compares scores through order_key() of the score plus +0 (which turns -0 into +0,
-// so that equal floats have equal keys); a bound key back as the smallest score at or above it:
-// for any score x, x >= score_of_key(k) iff topk_key(x) >= k.
-__device__ __forceinline__ uint32_t topk_key(float x) { return order_key(x + 0.0f); }
-__device__ __forceinline__ float score_of_key(uint32_t k) {
-  if (k <= 0x007fffffu) return -INFINITY;  // at or below -inf's key: every score
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -307,7 +299,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {  // rows past the end read the last row's (no branch around the load)
       const int row = min(m0 + row_base + r * 8, p.q_len - 1);
-      thr[r] = score_of_key(p.row_state[(static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + row) * 4 + 3]);
+      thr[r] = topk::score_of_key(p.row_state[(static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + row) * 4 + 3]);
     }
   }
   auto mask = [&](int i) {
@@ -351,46 +343,9 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
 #endif
 }
 
-// Exact top-k's radix select (topk_attention()). Per row of [B, Hq, Lq] a state of 4 words:
-// the key range [lo, lo + width) that holds the row's top_k-th score, how many of the row's
-// largest scores are still to be found in it (need; 0: resolved) and, once resolved, the bound
-// (every score x with topk_key(x) >= bound is kept).
-//
-// First level: 256 ranges of keys, by sign and the top 3 mantissa bits of 16 binary exponents per
-// sign (|score| in [2^-6, 2^10)); smaller magnitudes share the innermost range of their sign,
-// larger ones the outermost. Monotone in the key. Later levels split the range found into 256
-// equal parts.
-constexpr int kMagBase = 8 * 121;  // (exponent << 3 | top 3 mantissa bits) of 2^-6
+// Exact top-k's radix select (topk_attention()); its arithmetic is topk_select.h's. Per row of
+// [B, Hq, Lq] a topk::RowState as 4 words (lo, width, need, bound).
 constexpr int kTopkStages = 3;
-constexpr int kTopkLevels = 5;  // 256^4 covers the widest first-level range (< 2^31)
-
-// The first-level range of a score x with no -0 (x + 0.0f): bins 128 + t for x >= 0, 127 - t below.
-__device__ __forceinline__ int first_level_bin(float x) {
-  const uint32_t b = __float_as_uint(x);
-  const int t = min(127, max(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
-  return (b >> 31) ? 127 - t : 128 + t;
-}
-
-// [lo, lo + width) of first-level range `bin`, in keys (order_key of x >= 0 is 2^31 + its bits,
-// of x < 0 2^31 - 1 - its magnitude bits).
-__device__ __forceinline__ void first_level_range(int bin, uint32_t* lo, uint32_t* width) {
-  constexpr uint64_t kHalf = 1ull << 31;
-  uint64_t a, z;
-  if (bin >= 128) {
-    const uint64_t t = bin - 128;
-    a = t == 0 ? kHalf : kHalf + ((kMagBase + t) << 20);
-    z = t == 127 ? (1ull << 32) : kHalf + ((kMagBase + t + 1) << 20);
-  } else {
-    const uint64_t t = 127 - bin;
-    a = t == 127 ? 0 : kHalf - ((kMagBase + t + 1) << 20);
-    z = t == 0 ? kHalf : kHalf - ((kMagBase + t) << 20);
-  }
-  *lo = static_cast<uint32_t>(a);
-  *width = static_cast<uint32_t>(z - a);
-}
-
-// Shift that splits a range of `width` keys into at most 256 parts.
-__device__ __forceinline__ int level_shift(uint32_t width) { return width <= 256 ? 0 : 32 - __clz(width - 1) - 8; }
 
 template <int kWG>
 constexpr size_t topk_hist_bytes() {  // Q, the K stages, the histograms (excluding the tile list)
@@ -502,7 +457,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
     r_open[r] = static_cast<int>(st.z) > 0;
     r_lo[r] = st.x;
     r_width[r] = r_open[r] ? st.y : 0u;
-    r_shift[r] = level_shift(st.y);
+    r_shift[r] = topk::level_shift(st.y);
   }
   // Part d of CTA row `row`; with 16-bit counts parts d and d + 128 share word d % 128 (far apart
   // in value, so that neighbouring common parts do not contend for one word).
@@ -563,7 +518,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
           for (int r = 0; r < 2; ++r)
 #pragma unroll
             for (int c = 0; c < 2; ++c) {
-              const int bin = first_level_bin(sc[j * 4 + r * 2 + c] + 0.0f);
+              const int bin = topk::first_level_bin(sc[j * 4 + r * 2 + c] + 0.0f);
               const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
               if (visible && bin >= floor_bin[r]) add(row_base + r * 8, bin);
             }
@@ -574,7 +529,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
           for (int r = 0; r < 2; ++r)
 #pragma unroll
             for (int c = 0; c < 2; ++c) {
-              const uint32_t d = topk_key(sc[j * 4 + r * 2 + c]) - r_lo[r];
+              const uint32_t d = topk::key(sc[j * 4 + r * 2 + c]) - r_lo[r];
               const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
               if (d < r_width[r] && visible) add(row_base + r * 8, static_cast<int>(d >> r_shift[r]));
             }
@@ -601,24 +556,12 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
     auto count_at = [&](int d) { return count_of(r, d); };
     const int2 pick = warp_pick_digit(count_at, need);
     if (lane == 0) {
-      uint4 out;
       if (pick.x < 0) {  // cannot happen with identical scores; keep the whole range rather than guess
-        out = make_uint4(st.x, st.y, 0u, st.x);
+        state[r] = make_uint4(st.x, st.y, 0u, st.x);
       } else {
-        const int left = need - pick.y;  // still to take within the part found
-        uint32_t nlo, nwidth;
-        if (level == 1) {
-          first_level_range(pick.x, &nlo, &nwidth);
-        } else {
-          const int sh = level_shift(st.y);
-          nlo = st.x + (static_cast<uint32_t>(pick.x) << sh);
-          const uint64_t end = static_cast<uint64_t>(st.x) + st.y;
-          nwidth = static_cast<uint32_t>(min(uint64_t{1} << sh, end - nlo));
-        }
-        const bool done = count_at(pick.x) == static_cast<uint32_t>(left) || nwidth <= 1;
-        out = done ? make_uint4(nlo, nwidth, 0u, nlo) : make_uint4(nlo, nwidth, static_cast<uint32_t>(left), 0u);
+        const topk::RowState n = topk::next_state(level, {st.x, st.y, st.z, st.w}, pick.x, pick.y, count_at);
+        state[r] = make_uint4(n.lo, n.width, n.need, n.bound);
       }
-      state[r] = out;
     }
   }
 #else
@@ -737,7 +680,7 @@ bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summar
   // Rows see at most q_pos0 + q_len keys: with at most 65535, 16-bit counts and 128-row tiles.
   const bool packed = static_cast<int64_t>(p.q_pos0) + p.q_len <= 65535;
   const bool bf16 = dtype == Dtype::kBFloat16;
-  for (int level = 1; level <= min(levels, kTopkLevels); ++level) {
+  for (int level = 1; level <= min(levels, topk::kLevels); ++level) {
     const bool ok = packed ? (bf16 ? launch_hist<__nv_bfloat16, 2>(p, summary, rows, level, top_k, stream)
                                    : launch_hist<__half, 2>(p, summary, rows, level, top_k, stream))
                            : (bf16 ? launch_hist<__nv_bfloat16, 1>(p, summary, rows, level, top_k, stream)
