@@ -1,6 +1,7 @@
 // The CUDA kernels against their references: the visibility-interval kernel (causal dense, random
-// intervals, sliding window and DGA through the registry) and the split-KV decode kernel (dense
-// cache, DGA's segmented cache, decode sequences with regrouping). Random inputs, odd lengths,
+// intervals, sliding window and DGA through the registry), exact top-k (its select and the
+// bounded attention), the selection kernels of topk_block and DGA, and the split-KV decode kernel
+// (dense cache, DGA's segmented cache, decode sequences with regrouping). Random inputs, odd lengths,
 // GQA ratios, bf16 and fp16, head dims 64 and 128. Tolerances: the kernel's error against
 // float64 may be at most a small factor above the error the plain-LibTorch reference makes in the
 // same dtype (test::derived_tolerance), never above DESIGN.md's 1e-2. Skips without a GPU.
