@@ -211,6 +211,25 @@ __device__ __forceinline__ void rescale_o(float* o, const float* corr) {
   }
 }
 
+// The query tile of an interval-attention CTA: blockIdx.x counts tiles of kBM rows from the last
+// (the heaviest under causal-like visibility: issued first), y is the query head, z the batch.
+// Rows m0 .. sit at positions q_first .. q_last.
+struct QueryTile {
+  int b, hq, hkv, m0, q_first, q_last;
+};
+template <int kBM>
+__device__ __forceinline__ QueryTile query_tile(const IntervalParams& p) {
+  QueryTile t;
+  const int m_tiles = (p.q_len + kBM - 1) / kBM;
+  t.m0 = (m_tiles - 1 - static_cast<int>(blockIdx.x)) * kBM;
+  t.hq = blockIdx.y;
+  t.b = blockIdx.z;
+  t.hkv = t.hq / (p.q_heads / p.kv_heads);
+  t.q_first = p.q_pos0 + t.m0;
+  t.q_last = p.q_pos0 + min(t.m0 + kBM, p.q_len) - 1;
+  return t;
+}
+
 // One round of listing. Listed tiles are kSub consecutive summarised tiles of `block` keys
 // (n_sub of those in all). Of the listed tiles [base, base + kThreads), those some query row in
 // [q_first, q_last] can see go to s_list in order, as tile | 0x80000000 when they need

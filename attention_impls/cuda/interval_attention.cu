@@ -75,14 +75,9 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, tig = lane % 4;
-  const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;
-  const int m_tile = m_tiles - 1 - blockIdx.x;  // heaviest first
-  const int hq = blockIdx.y, b = blockIdx.z;
-  const int hkv = hq / (p.q_heads / p.kv_heads);
-  const int m0 = m_tile * kBlockM;
-  const int q_first = p.q_pos0 + m0;
+  const QueryTile qt = query_tile<kBlockM>(p);
+  const int hq = qt.hq, b = qt.b, hkv = qt.hkv, m0 = qt.m0, q_first = qt.q_first, q_last = qt.q_last;
   const int q_end = p.q_pos0 + p.q_len;  // one past the last query position
-  const int q_last = p.q_pos0 + min(m0 + kBlockM, p.q_len) - 1;
 
   const T* qbase = static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h;
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;

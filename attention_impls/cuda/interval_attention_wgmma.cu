@@ -226,14 +226,9 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
   __shared__ int s_warp_count[kThreads / 32];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int m_tiles = (p.q_len + kBM - 1) / kBM;
-  const int m_tile = m_tiles - 1 - blockIdx.x;  // heaviest first
-  const int hq = blockIdx.y, b = blockIdx.z;
-  const int hkv = hq / (p.q_heads / p.kv_heads);
-  const int m0 = m_tile * kBM;
-  const int q_first = p.q_pos0 + m0;
+  const QueryTile qt = query_tile<kBM>(p);
+  const int hq = qt.hq, b = qt.b, hkv = qt.hkv, m0 = qt.m0, q_first = qt.q_first, q_last = qt.q_last;
   const int q_end = p.q_pos0 + p.q_len;
-  const int q_last = p.q_pos0 + min(m0 + kBM, p.q_len) - 1;
   const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
   const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
   const int n_tiles = (n_sub + kSub - 1) / kSub;
@@ -377,13 +372,8 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   __shared__ uint4 s_state[kBM];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int m_tiles = (p.q_len + kBM - 1) / kBM;
-  const int m_tile = m_tiles - 1 - blockIdx.x;  // heaviest first
-  const int hq = blockIdx.y, b = blockIdx.z;
-  const int hkv = hq / (p.q_heads / p.kv_heads);
-  const int m0 = m_tile * kBM;
-  const int q_first = p.q_pos0 + m0;
-  const int q_last = p.q_pos0 + min(m0 + kBM, p.q_len) - 1;
+  const QueryTile qt = query_tile<kBM>(p);
+  const int hq = qt.hq, b = qt.b, hkv = qt.hkv, m0 = qt.m0, q_first = qt.q_first, q_last = qt.q_last;
   uint4* state = rows + static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + m0;
 
   bool open = false;
