@@ -49,12 +49,23 @@ struct Case {
   int64_t L, hq, hkv, d;
 };
 
+// An environment variable set for one scope: the kernels' variants are picked by one.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
 // Head dim 128 has three kernels (wgmma with 128-key tiles, the default; wgmma with 64-key tiles;
 // mma.sync); LCB_INTERVAL_KERNEL picks one.
-class IntervalVariant {
+class IntervalVariant : public ScopedEnv {
  public:
-  explicit IntervalVariant(const char* name) { setenv("LCB_INTERVAL_KERNEL", name, 1); }
-  ~IntervalVariant() { unsetenv("LCB_INTERVAL_KERNEL"); }
+  explicit IntervalVariant(const char* name) : ScopedEnv("LCB_INTERVAL_KERNEL", name) {}
 };
 
 TEST(IntervalKernel, CausalDenseMatchesFloat64) {
@@ -275,16 +286,21 @@ TEST(TopKKernel, RandomInputsMatchFloat64) {
 
 // topk_block's selection kernel against bounds computed in float64: the kernel's bounds agree
 // within the float32 rounding of their 2·D exact products, and the chosen blocks are a top-k of
-// the float64 bounds (no unchosen candidate beats a chosen one by more than that rounding).
+// the float64 bounds (no unchosen candidate beats a chosen one by more than that rounding). With
+// 4, 2 and 1 query blocks per CTA (LCB_BLOCK_SELECT_GROUPS; 1 is what rows of over about 8000
+// blocks get).
 TEST(BlockSelect, PrefillSelectionIsATopKOfFloat64Bounds) {
   REQUIRE_GPU();
   struct SelCase {
     int64_t B, L, hq, hkv, d, k;
     at::ScalarType dtype;
   };
+  for (const char* groups : {"4", "2", "1"})
   for (const SelCase c : {SelCase{1, 1, 4, 1, 64, 3, at::kBFloat16}, SelCase{2, 700, 8, 2, 128, 3, at::kBFloat16},
                           SelCase{1, 4099, 8, 8, 128, 20, at::kHalf}, SelCase{1, 1999, 6, 3, 64, 1, at::kBFloat16},
                           SelCase{1, 8192, 4, 1, 128, 100, at::kBFloat16}, SelCase{1, 333, 4, 4, 128, 0, at::kHalf}}) {
+    SCOPED_TRACE(std::string("query blocks per CTA: ") + groups);
+    const ScopedEnv variant("LCB_BLOCK_SELECT_GROUPS", groups);
     const auto in = test::random_qkv(c.B, c.hq, c.hkv, c.L, c.L, c.d, 900 + c.L, c.dtype, kCuda);
     const int64_t nb = (c.L + 63) / 64, pad = nb * 64 - c.L, g = c.hq / c.hkv;
     const at::Tensor kmin = at::constant_pad_nd(in.k, {0, 0, 0, pad}, INFINITY).view({c.B, c.hkv, nb, 64, c.d}).amin(3);

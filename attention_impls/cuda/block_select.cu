@@ -3,14 +3,18 @@
 // the block's queries, and the top-k key blocks among those strictly between the first and the
 // diagonal one.
 //
-// Prefill: one CTA per query block. The bound is a matrix product: q⁺ and q⁻ (exact in bf16/fp16)
-// against the kmax and kmin rows on tensor cores with fp32 accumulation, so every product is
-// exact and only the summation order differs from the float32 reference. The block's scores stay
-// in shared memory; a radix select (four 8-bit passes) finds the k-th largest and the row of
-// block_sel is written. Decode: one kernel computes the bounds of the one query against every
+// Prefill: one CTA per four consecutive query blocks of a head (one where their keys do not fit in
+// shared memory), sharing every load of the summaries. The bound is a matrix product: q⁺ and q⁻
+// (exact in bf16/fp16) against the kmax and kmin rows on tensor cores with fp32 accumulation, so
+// every product is exact and only the summation order differs from the float32 reference. Each
+// block's scores stay in shared memory; a radix select (four 8-bit passes) finds the k-th largest
+// and the row of block_sel is written. Decode: one kernel computes the bounds of the one query against every
 // candidate block (and folds the new key into its block's min/max), a second selects the top k
 // and writes the rows the decode kernel gathers.
 #include "attention_impls/cuda/common.cuh"
+#include "attention_impls/cuda/wgmma.cuh"
+
+#include <cstdlib>
 
 namespace lcb::attn::cuda {
 namespace {
@@ -43,118 +47,193 @@ __device__ __forceinline__ uint32_t part(uint32_t u) {
   return *reinterpret_cast<const uint32_t*>(&r);
 }
 
-template <typename T, int kD>
-__global__ void __launch_bounds__(kThreadsP) select_prefill_kernel(BlockSelectParams p) {
-  constexpr int S = kPaddedRow<kD>;
+// One CTA per kGroups consecutive query blocks of one head (heaviest first), one warpgroup of 64
+// query rows per block. The chunks of 64 key blocks' summaries are loaded once for all of them,
+// into two stages (the next chunk copies while this one computes), and each warpgroup multiplies
+// them with wgmma: A = its rows' q⁺ / q⁻ from registers, B = the kmax / kmin tile, K-major in the
+// swizzled layout (wgmma.cuh), read from shared memory once per warpgroup.
+template <typename T, int kD, int kGroups>
+__global__ void __launch_bounds__(kThreadsP* kGroups, kGroups == 2 ? 2 : 1) select_prefill_kernel(BlockSelectParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kThreads = kThreadsP * kGroups, kTile = kBlk * kPaddedRow<kD>, kTileBytes = kBlk * kD * 2;
   extern __shared__ uint4 smem_u4[];
-  T* sq = reinterpret_cast<T*>(smem_u4);
-  T* smax = sq + kBlk * S;
-  T* smin = smax + kBlk * S;
-  uint32_t* keys = reinterpret_cast<uint32_t*>(smin + kBlk * S);
-  uint8_t* flags = reinterpret_cast<uint8_t*>(keys + p.n_blocks);
-  __shared__ float s_red[kThreadsP / 32][kBlk];
+  unsigned char* stages =  // [2][kmax, kmin] swizzled tiles
+      reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_u4) + 1023) & ~uintptr_t(1023));
+  T* sq = reinterpret_cast<T*>(stages + 4 * kTileBytes);  // [kGroups] padded query tiles, until the fragments are built
+  uint32_t* keys = reinterpret_cast<uint32_t*>(sq);       // then [kGroups][n_blocks] (over sq)
+  uint8_t* flags = reinterpret_cast<uint8_t*>(keys + kGroups * p.n_blocks);
+  __shared__ float s_red[2][kThreads / 32][kBlk];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tig = lane % 4;
+  const int gi = warp / 4, wq = warp % 4;  // this warp's query block in the CTA, its 16 rows there
   const int nb = p.n_blocks;
-  const int qb = nb - 1 - blockIdx.x;  // heaviest first
+  const int top = nb - 1 - blockIdx.x * kGroups;  // query block of group 0; group i has top - i
   const int hq = blockIdx.y, b = blockIdx.z;
   const int hkv = hq / (p.q_heads / p.kv_heads);
-  const int n_cand = max(qb - 1, 0);  // key blocks 1 .. qb-1
-  const int chosen = min(p.top_k, n_cand);
-  const bool rank = chosen > 0 && chosen < n_cand;  // otherwise none or all are chosen
+  auto n_cand_of = [&](int i) { return max(top - i - 1, 0); };  // key blocks 1 .. qb-1
+  auto ranked = [&](int i) {  // neither none nor all of the candidates chosen
+    const int n = n_cand_of(i);
+    return top - i >= 0 && p.top_k > 0 && p.top_k < n;
+  };
 
-  if (rank) {
+  if (ranked(0)) {  // the group with the most candidates; otherwise no group ranks
     const T* qbase = static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h;
     const T* maxbase = static_cast<const T*>(p.kmax) + b * p.s_st.b + hkv * p.s_st.h;
     const T* minbase = static_cast<const T*>(p.kmin) + b * p.s_st.b + hkv * p.s_st.h;
-    const int q_rows = min(kBlk, p.q_len - qb * kBlk);
     const int64_t qs = p.q_st.l, ss = p.s_st.l;
-    load_rows_padded<T, kD, kBlk, kThreadsP>(sq, [&](int r) { return qbase + (qb * kBlk + r) * qs; }, q_rows, qbase);
-    cp_async_commit();
+    auto load_chunk = [&](int c) {
+      const int kb0 = 1 + c * kBlk, n_here = min(kBlk, top - kb0);
+      unsigned char* dst = stages + (c & 1) * 2 * kTileBytes;
+      load_rows_swizzled<T, kD, kBlk, kThreads>(dst, [&](int r) { return maxbase + (kb0 + r) * ss; }, n_here, maxbase);
+      load_rows_swizzled<T, kD, kBlk, kThreads>(dst + kTileBytes, [&](int r) { return minbase + (kb0 + r) * ss; },
+                                                n_here, minbase);
+      cp_async_commit();
+    };
+    for (int i = 0; i < kGroups; ++i) {
+      const int qb = top - i, q_rows = qb >= 0 ? min(kBlk, p.q_len - qb * kBlk) : 0;
+      load_rows_padded<T, kD, kBlk, kThreads>(sq + i * kTile, [&](int r) { return qbase + (qb * kBlk + r) * qs; },
+                                              q_rows, qbase);
+    }
+    load_chunk(0);
     cp_async_wait_all();
     __syncthreads();
-    // A fragments of q⁺ and q⁻ for this warp's 16 rows, kept for every chunk of key blocks.
+    // A fragments of q⁺ and q⁻ for this warp's 16 rows, kept for every chunk.
     uint32_t apos[kD / 16][4], aneg[kD / 16][4];
-    const int r0 = warp * 16 + g;
+    const int r0 = wq * 16 + g, my_rows = top - gi >= 0 ? min(kBlk, p.q_len - (top - gi) * kBlk) : 0;
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
       uint32_t a[4];
-      load_a_frag<T, kD>(a, sq, warp * 16, ks * 16);
+      load_a_frag<T, kD>(a, sq + gi * kTile, wq * 16, ks * 16);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         apos[ks][i] = part<T, true>(a[i]);
         aneg[ks][i] = part<T, false>(a[i]);
       }
     }
-    const bool valid0 = r0 < q_rows, valid1 = r0 + 8 < q_rows;
+    const bool valid0 = r0 < my_rows, valid1 = r0 + 8 < my_rows;
 
-    for (int kb0 = 1; kb0 < qb; kb0 += kBlk) {
-      const int n_here = min(kBlk, qb - kb0);
-      load_rows_padded<T, kD, kBlk, kThreadsP>(smax, [&](int r) { return maxbase + (kb0 + r) * ss; }, n_here, maxbase);
-      load_rows_padded<T, kD, kBlk, kThreadsP>(smin, [&](int r) { return minbase + (kb0 + r) * ss; }, n_here, minbase);
-      cp_async_commit();
-      cp_async_wait_all();
-      __syncthreads();
-      float acc[kBlk / 8][4];
+    // Chunk c's per-warp maxima (s_red[c & 1]) become the keys of each ranked group's candidates.
+    auto store_keys = [&](int c) {
+      const int i = tid / kThreadsP, t = tid % kThreadsP, kb = 1 + c * kBlk + t;
+      if (t < kBlk && kb < top - i && ranked(i)) {
+        float m = s_red[c & 1][i * 4][t];
 #pragma unroll
-      for (int nt = 0; nt < kBlk / 8; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[nt][i] = 0.f;
-      }
-#pragma unroll
-      for (int ks = 0; ks < kD / 16; ++ks) {
-#pragma unroll
-        for (int nt = 0; nt < kBlk / 8; ++nt) {
-          const uint2 bmax = frag_pair<T, kD>(smax, nt * 8 + g, ks * 16 + tig * 2);
-          const uint2 bmin = frag_pair<T, kD>(smin, nt * 8 + g, ks * 16 + tig * 2);
-          Mma<T>::run(acc[nt], apos[ks], bmax.x, bmax.y);
-          Mma<T>::run(acc[nt], aneg[ks], bmin.x, bmin.y);
+        for (int w = 1; w < 4; ++w) m = fmaxf(m, s_red[c & 1][i * 4 + w][t]);
+        keys[i * nb + kb - 1] = order_key(m);
+        if (p.scores != nullptr) {
+          p.scores[b * p.sel_stride_b + hq * p.sel_stride_h + static_cast<int64_t>(top - i) * p.sel_stride_q + kb] = m;
         }
       }
-      // Maximum over the block's valid queries: rows g and g + 8 here, then across g, then warps.
+    };
+    const int n_chunks = (top - 1 + kBlk - 1) / kBlk;
+    for (int c = 0; c < n_chunks; ++c) {
+      cp_async_wait_all();
+      fence_proxy_async();  // the copies are read by wgmma
+      __syncthreads();      // chunk c has landed; every warp is done with chunk c - 1 (its stage and sums)
+      if (c + 1 < n_chunks) load_chunk(c + 1);
+      if (c > 0) store_keys(c - 1);
+      const unsigned char* smax = stages + (c & 1) * 2 * kTileBytes;
+      const unsigned char* smin = smax + kTileBytes;
+      float acc[kBlk / 2];  // S (64 x 64): n-block nt of rows g, g + 8 at acc[nt * 4 ..]
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        const int at = (ks / 4) * kBlk * 128 + (ks % 4) * 32;
+        wgmma_rs_n64(acc, apos[ks], smem_desc(smax + at, 16, 1024), ks > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        wgmma_rs_n64(acc, aneg[ks], smem_desc(smin + at, 16, 1024), 1, static_cast<const T*>(nullptr));
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+      // Maximum over the block's valid queries: rows g and g + 8 here, then across g.
 #pragma unroll
       for (int nt = 0; nt < kBlk / 8; ++nt) {
 #pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float m = fmaxf(valid0 ? acc[nt][c] : -INFINITY, valid1 ? acc[nt][2 + c] : -INFINITY);
+        for (int cc = 0; cc < 2; ++cc) {
+          float m = fmaxf(valid0 ? acc[nt * 4 + cc] : -INFINITY, valid1 ? acc[nt * 4 + 2 + cc] : -INFINITY);
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
-          if (g == 0) s_red[warp][nt * 8 + tig * 2 + c] = m;
+          if (g == 0) s_red[c & 1][warp][nt * 8 + tig * 2 + cc] = m;
         }
       }
-      __syncthreads();
-      if (tid < n_here) {
-        float m = s_red[0][tid];
-#pragma unroll
-        for (int w = 1; w < kThreadsP / 32; ++w) m = fmaxf(m, s_red[w][tid]);
-        keys[kb0 - 1 + tid] = order_key(m);
-        if (p.scores != nullptr) {
-          p.scores[b * p.sel_stride_b + hq * p.sel_stride_h + static_cast<int64_t>(qb) * p.sel_stride_q + kb0 + tid] = m;
-        }
-      }
-      __syncthreads();  // the summaries' buffers and s_red are rewritten by the next chunk
     }
-    select_largest<kThreadsP>([keys](int i) { return keys[i]; }, n_cand, chosen, flags);
+    __syncthreads();
+    store_keys(n_chunks - 1);
+    __syncthreads();
+    // Each block's 128 threads select its candidates, the blocks side by side (named barriers).
+    __shared__ SelectScratch<kThreadsP> s_sel[kGroups];
+    if (ranked(gi)) {
+      select_largest<kThreadsP>([keys, gi, nb](int j) { return keys[gi * nb + j]; }, n_cand_of(gi), p.top_k,
+                                flags + gi * nb, s_sel[gi], kGroups == 1 ? 0 : 1 + gi);
+    }
     __syncthreads();
   }
-  uint8_t* row = p.sel + b * p.sel_stride_b + hq * p.sel_stride_h + static_cast<int64_t>(qb) * p.sel_stride_q;
-  for (int kb = tid; kb < nb; kb += kThreadsP) {
-    bool v = kb == 0 || kb == qb;
-    if (kb >= 1 && kb < qb) v = chosen == n_cand || (rank && flags[kb - 1] != 0);
-    row[kb] = v ? 1 : 0;
+  for (int i = 0; i < kGroups; ++i) {
+    const int qb = top - i;
+    if (qb < 0) break;
+    const int n_cand = n_cand_of(i);
+    const bool all = p.top_k >= n_cand, rank = ranked(i);
+    uint8_t* row = p.sel + b * p.sel_stride_b + hq * p.sel_stride_h + static_cast<int64_t>(qb) * p.sel_stride_q;
+    for (int kb = tid; kb < nb; kb += kThreads) {
+      bool v = kb == 0 || kb == qb;
+      if (kb >= 1 && kb < qb) v = all || (rank && flags[i * nb + kb - 1] != 0);
+      row[kb] = v ? 1 : 0;
+    }
   }
+#else
+  __trap();  // built without sm_90a
+#endif
 }
 
+// Dynamic shared memory of select_prefill_kernel<T, kD, kGroups> for n_blocks blocks: two stages
+// of swizzled summaries, then the padded query tiles, later the keys and flags of every group in
+// their place.
+constexpr size_t prefill_smem_bytes(int head_dim, int groups, int n_blocks) {
+  const size_t summary = static_cast<size_t>(kBlk) * head_dim * 2, query = static_cast<size_t>(kBlk) * (head_dim + 8) * 2;
+  const size_t later = static_cast<size_t>(groups) * n_blocks * 5;
+  return 1024 + 4 * summary + (groups * query > later ? groups * query : later);  // 1024: alignment
+}
+
+template <typename T, int kD, int kGroups>
+size_t prefill_static_bytes() {
+  cudaFuncAttributes a{};
+  check(cudaFuncGetAttributes(&a, select_prefill_kernel<T, kD, kGroups>), "block select attributes");
+  return a.sharedSizeBytes;
+}
+
+int smem_optin() {
+  int device = 0, bytes = 0;
+  check(cudaGetDevice(&device), "device");
+  check(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
+  return bytes;
+}
+
+template <typename T, int kD, int kGroups>
+void launch_prefill_groups(const BlockSelectParams& p, size_t smem, cudaStream_t stream) {
+  auto* kernel = select_prefill_kernel<T, kD, kGroups>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "block select shared memory attribute");
+  const dim3 grid((p.n_blocks + kGroups - 1) / kGroups, p.q_heads, p.batch);
+  kernel<<<grid, kThreadsP * kGroups, smem, stream>>>(p);
+  check(cudaGetLastError(), "block select launch");
+}
+
+// Four query blocks per CTA where their keys fit in shared memory (up to about 8000 blocks), one
+// otherwise. LCB_BLOCK_SELECT_GROUPS=1 or 2 asks for fewer.
 template <typename T, int kD>
 void launch_prefill(const BlockSelectParams& p, cudaStream_t stream) {
-  const size_t smem = 3 * kBlk * kPaddedRow<kD> * sizeof(T) + static_cast<size_t>(p.n_blocks) * 5;
-  check(cudaFuncSetAttribute(select_prefill_kernel<T, kD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem)),
-        "block select shared memory attribute");
-  const dim3 grid(p.n_blocks, p.q_heads, p.batch);
-  select_prefill_kernel<T, kD><<<grid, kThreadsP, smem, stream>>>(p);
-  check(cudaGetLastError(), "block select launch");
+  const char* env = std::getenv("LCB_BLOCK_SELECT_GROUPS");
+  const int want = env != nullptr ? std::atoi(env) : 4;
+  const auto fits = [&](int groups, size_t fixed) {
+    return prefill_smem_bytes(kD, groups, p.n_blocks) + fixed <= static_cast<size_t>(smem_optin());
+  };
+  if (want == 4 && fits(4, prefill_static_bytes<T, kD, 4>())) {
+    launch_prefill_groups<T, kD, 4>(p, prefill_smem_bytes(kD, 4, p.n_blocks), stream);
+  } else if (want >= 2 && fits(2, prefill_static_bytes<T, kD, 2>())) {
+    launch_prefill_groups<T, kD, 2>(p, prefill_smem_bytes(kD, 2, p.n_blocks), stream);
+  } else {
+    launch_prefill_groups<T, kD, 1>(p, prefill_smem_bytes(kD, 1, p.n_blocks), stream);
+  }
 }
 
 // ---- decode ----
@@ -275,7 +354,9 @@ void launch_decode_select(const BlockDecodeParams& p, cudaStream_t stream) {
 }  // namespace
 
 size_t block_select_smem_bytes(int head_dim, int n_blocks) {
-  return 3 * kBlk * (head_dim + 8) * 2 + static_cast<size_t>(n_blocks) * 5;
+  const size_t fixed = head_dim == 128 ? prefill_static_bytes<__nv_bfloat16, 128, 1>()
+                                       : prefill_static_bytes<__nv_bfloat16, 64, 1>();
+  return prefill_smem_bytes(head_dim, 1, n_blocks) + fixed;
 }
 
 void block_select(const BlockSelectParams& p, Dtype dtype, cudaStream_t stream) {

@@ -293,22 +293,34 @@ __device__ __forceinline__ uint32_t order_key(float f) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// Ordered compaction over one chunk of kThreads items, one per thread in thread order: how many
-// threads before this one have `pred`; *total gets how many have it in all. Every thread of the
-// block calls it (two __syncthreads); s_warp holds kThreads / 32 ints of shared memory.
+// Barrier over a group of kThreads threads of the CTA: named barrier `bar` (1..15, the group's
+// threads only), or the whole CTA for bar = 0 (then kThreads is the CTA's size).
 template <int kThreads>
-__device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* total) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+__device__ __forceinline__ void group_sync(int bar) {
+  if (bar == 0) {
+    __syncthreads();
+  } else {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(bar), "n"(kThreads) : "memory");
+  }
+}
+
+// Ordered compaction over one chunk of kThreads items, one per thread of a group in thread order
+// (the group: threads [i·kThreads, (i+1)·kThreads) of the CTA, synchronised by group_sync(bar)):
+// how many threads before this one have `pred`; *total gets how many have it in all. Every thread
+// of the group calls it (two barriers); s_warp holds kThreads / 32 ints of shared memory.
+template <int kThreads>
+__device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* total, int bar = 0) {
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x % kThreads) / 32;
   const unsigned ballot = __ballot_sync(0xffffffffu, pred);
   if (lane == 0) s_warp[warp] = __popc(ballot);
-  __syncthreads();
+  group_sync<kThreads>(bar);
   int before = 0, all = 0;
 #pragma unroll
   for (int w = 0; w < kThreads / 32; ++w) {
     before += w < warp ? s_warp[w] : 0;
     all += s_warp[w];
   }
-  __syncthreads();  // s_warp is rewritten by the next call
+  group_sync<kThreads>(bar);  // s_warp is rewritten by the next call
   *total = all;
   return before + __popc(ballot & ((1u << lane) - 1));
 }
@@ -352,37 +364,47 @@ __device__ __forceinline__ int2 warp_pick_digit(CountAt count_at, int want) {
   return make_int2(__shfl_sync(0xffffffffu, digit, src), __shfl_sync(0xffffffffu, above, src));
 }
 
+// Shared memory of one select_largest() group.
+template <int kThreads>
+struct SelectScratch {
+  int hist[256];
+  int pick[2];
+  int warp[kThreads / 32];
+};
+
 // Radix select: marks flag[i] = 1 for the k largest of key_at(0 .. n-1) (unsigned keys; 0 < k < n;
 // ties taken lowest index first), 0 for the rest; flag may be shared or global memory. Four
-// passes of 8-bit histograms, then one pass for the ties. Every thread of the block calls it.
+// passes of 8-bit histograms, then one pass for the ties. Every thread of the group (as in
+// block_count_before) calls it. Lanes of a warp with the same digit add to its count once: keys
+// of similar magnitude share their leading digits, and their atomics would otherwise queue.
 template <int kThreads, typename KeyAt>
-__device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
-  __shared__ int hist[256];
-  __shared__ int s_pick[2];
-  __shared__ int s_warp[kThreads / 32];
-  const int tid = threadIdx.x, warp = tid / 32;
+__device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag, SelectScratch<kThreads>& s, int bar) {
+  const int tid = threadIdx.x % kThreads, lane = tid % 32, warp = tid / 32;
   uint32_t prefix = 0, mask = 0;
   int remaining = k;  // how many still to take among the keys matching prefix under mask
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
-    __syncthreads();
-    for (int i = tid; i < n; i += kThreads) {
-      const uint32_t u = key_at(i);
-      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
+    for (int i = tid; i < 256; i += kThreads) s.hist[i] = 0;
+    group_sync<kThreads>(bar);
+    for (int base = 0; base < n; base += kThreads) {  // whole warps step together
+      const int i = base + tid;
+      const uint32_t u = i < n ? key_at(i) : 0u;
+      const int digit = i < n && (u & mask) == prefix ? static_cast<int>((u >> shift) & 255u) : -1;
+      const unsigned peers = __match_any_sync(0xffffffffu, digit);
+      if (digit >= 0 && lane == __ffs(peers) - 1) atomicAdd(&s.hist[digit], __popc(peers));
     }
-    __syncthreads();
+    group_sync<kThreads>(bar);
     if (warp == 0) {
-      const int2 pick = warp_pick_digit([&](int d) { return hist[d]; }, remaining);
+      const int2 pick = warp_pick_digit([&](int d) { return s.hist[d]; }, remaining);
       if (tid == 0) {
-        s_pick[0] = pick.x;
-        s_pick[1] = remaining - pick.y;
+        s.pick[0] = pick.x;
+        s.pick[1] = remaining - pick.y;
       }
     }
-    __syncthreads();
-    prefix |= static_cast<uint32_t>(s_pick[0]) << shift;
+    group_sync<kThreads>(bar);
+    prefix |= static_cast<uint32_t>(s.pick[0]) << shift;
     mask |= 255u << shift;
-    remaining = s_pick[1];
-    __syncthreads();
+    remaining = s.pick[1];
+    group_sync<kThreads>(bar);
   }
   // prefix is the k-th largest key: take every larger key and the first `remaining` equal ones.
   int taken = 0;
@@ -391,10 +413,17 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
     const uint32_t u = i < n ? key_at(i) : 0u;
     const bool eq = i < n && u == prefix;
     int total;
-    const int rank = taken + block_count_before<kThreads>(eq, s_warp, &total);
+    const int rank = taken + block_count_before<kThreads>(eq, s.warp, &total, bar);
     if (i < n) flag[i] = u > prefix || (eq && rank < remaining);
     taken += total;
   }
+}
+
+// select_largest() by the whole CTA of kThreads threads.
+template <int kThreads, typename KeyAt>
+__device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
+  __shared__ SelectScratch<kThreads> s;
+  select_largest<kThreads>(key_at, n, k, flag, s, 0);
 }
 
 // The Hopper variant for head dim 128 (wgmma, TMA; sm_90a): query rows per CTA x keys per tile.
