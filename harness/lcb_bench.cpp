@@ -10,7 +10,8 @@
 // GBps (q, k, v or the cache read once, output written once), x_sdpa (SDPA's median / this
 // median, same shape and mode), and for DGA, topk_block and topk prefill select_ms / attend_ms
 // (selection and attention timed apart; topk's attend is the total less the select, whose five
-// passes are listed). A table of the medians is printed last.
+// passes are listed), and for sparse prefills density (the pairs computed over causal dense's,
+// from cost()). A table of the medians is printed last.
 //
 //   lcb_bench [--lengths=4096,16384,65536,131072] [--modes=prefill,decode] [--heads=mha,gqa]
 //             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
@@ -218,6 +219,7 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
   std::unique_ptr<attn::Cache> cache;
   std::string note;
   std::vector<double> select_levels;  // topk: ms of the select's first 1 .. 5 passes
+  double density = 1;                 // prefill: kept pairs / causal dense's pairs
   if (spec == "sdpa") {
     fn = sdpa_call(mode, in);
   } else if (spec == "dense-interval") {
@@ -250,6 +252,7 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
       const attn::Output o = impl->forward(in.q, in.k, in.v, {});
       flops = o.cost.attention_flops;
       bytes = o.cost.bytes;
+      density = o.cost.achieved_density();
       fn = [&in, &impl] { impl->forward(in.q, in.k, in.v, {}); };
       if (impl->family() == "dga") {  // stage shares
         attn::DgaPlan plan;
@@ -297,6 +300,12 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
       std::snprintf(buf, sizeof buf, " %.2f", select_levels[i] - (i ? select_levels[i - 1] : 0.0));
       note += buf;
     }
+  }
+  if (density < 1) {  // what a sparse implementation computes, as a share of causal dense
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%sdensity %.1f%%", note.empty() ? "" : "; ", 100 * density);
+    note += buf;
+    st.counters["density"] = density;
   }
   rows().push_back({name, med, base / med, flops / (med * 1e-3) / 1e12, bytes / (med * 1e-3) / 1e9, note});
 }

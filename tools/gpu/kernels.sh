@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA kernels on the GPU machine: builds, runs the GPU suite (kernels against their
 # references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16,
-# then exact top-k's prefill up to 64K), the GPU sweep of harness/configs/gpu.json,
-# compute-sanitizer on the kernel tests (memcheck; synccheck on the interval kernel's barriers).
+# then exact top-k's prefill up to 64K and topk_block at 10% density at 64K), the GPU sweep of
+# harness/configs/gpu.json, compute-sanitizer on the kernel tests (memcheck; synccheck on the
+# interval kernel's barriers).
 # Logs, bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last, then
 # every step's status line again.
 #
@@ -31,6 +32,10 @@ t0=$(date +%s)
 timeout 200 build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=4096,16384,65536 --impls="sdpa;topk:k=2048" \
   --benchmark_out="$OUT_DIR/bench_topk.json" --benchmark_out_format=json >"$OUT_DIR/bench_topk.txt" 2>&1
 status "lcb_bench topk: exit $? in $(( $(date +%s) - t0 )) s"
+# topk_block at 10% density at 64K (k=100 is 10% at 128K, 19% at 64K).
+timeout 100 build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=65536 --impls="sdpa;topk_block:block=64,k=50" \
+  >>"$OUT_DIR/bench_topk.txt" 2>&1
+status "lcb_bench topk_block k=50: exit $?"
 
 for kernel in wgmma64 mma; do
   LCB_INTERVAL_KERNEL=$kernel build-gpu/lcb_bench --modes=prefill --heads=gqa --lengths=16384,65536 \
@@ -59,6 +64,6 @@ status "compute-sanitizer synccheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DI
 grep -E "ERROR OCCURRED|error_message" "$OUT_DIR/bench.txt" | head -n 20
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_b16.txt"
-grep -E "^\| prefill" "$OUT_DIR/bench_topk.txt"
+grep -E "^\| prefill" "$OUT_DIR/bench_topk.txt" | grep -v "/sdpa |"
 echo "with LCB_INTERVAL_KERNEL=wgmma64, then mma:"; grep -E "^\| prefill" "$OUT_DIR/bench_other_kernels.txt"
 echo; cat "$OUT_DIR/status.txt"
