@@ -5,12 +5,12 @@
 //
 // Prefill: one CTA per four consecutive query blocks of a head (one where their keys do not fit in
 // shared memory), sharing every load of the summaries. The bound is a matrix product: q⁺ and q⁻
-// (exact in bf16/fp16) against the kmax and kmin rows on tensor cores with fp32 accumulation, so
-// every product is exact and only the summation order differs from the float32 reference. Each
-// block's scores stay in shared memory; a radix select (four 8-bit passes) finds the k-th largest
-// and the row of block_sel is written. Decode: one kernel computes the bounds of the one query against every
-// candidate block (and folds the new key into its block's min/max), a second selects the top k
-// and writes the rows the decode kernel gathers.
+// (exact in bf16/fp16) against the kmax and kmin rows with wgmma and fp32 accumulation, so every
+// product is exact and only the summation order differs from the float32 reference. Each block's
+// scores stay in shared memory; a radix select (four 8-bit passes) finds the k-th largest and the
+// row of block_sel is written. Decode: one kernel computes the bounds of the one query against
+// every candidate block (and folds the new key into its block's min/max), a second selects the
+// top k and writes the rows the decode kernel gathers.
 #include "attention_impls/cuda/common.cuh"
 #include "attention_impls/cuda/wgmma.cuh"
 
@@ -189,7 +189,8 @@ __global__ void __launch_bounds__(kThreadsP* kGroups, kGroups == 2 ? 2 : 1) sele
 // of swizzled summaries, then the padded query tiles, later the keys and flags of every group in
 // their place.
 constexpr size_t prefill_smem_bytes(int head_dim, int groups, int n_blocks) {
-  const size_t summary = static_cast<size_t>(kBlk) * head_dim * 2, query = static_cast<size_t>(kBlk) * (head_dim + 8) * 2;
+  const size_t summary = static_cast<size_t>(kBlk) * head_dim * 2;
+  const size_t query = static_cast<size_t>(kBlk) * (head_dim + 8) * 2;
   const size_t later = static_cast<size_t>(groups) * n_blocks * 5;
   return 1024 + 4 * summary + (groups * query > later ? groups * query : later);  // 1024: alignment
 }
