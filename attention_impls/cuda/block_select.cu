@@ -195,17 +195,14 @@ constexpr size_t prefill_smem_bytes(int head_dim, int groups, int n_blocks) {
   return 1024 + 4 * summary + (groups * query > later ? groups * query : later);  // 1024: alignment
 }
 
+// Static shared memory of select_prefill_kernel<T, kD, kGroups>, looked up once.
 template <typename T, int kD, int kGroups>
 size_t prefill_static_bytes() {
-  cudaFuncAttributes a{};
-  check(cudaFuncGetAttributes(&a, select_prefill_kernel<T, kD, kGroups>), "block select attributes");
-  return a.sharedSizeBytes;
-}
-
-int smem_optin() {
-  int device = 0, bytes = 0;
-  check(cudaGetDevice(&device), "device");
-  check(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
+  static const size_t bytes = [] {
+    cudaFuncAttributes a{};
+    check(cudaFuncGetAttributes(&a, select_prefill_kernel<T, kD, kGroups>), "block select attributes");
+    return a.sharedSizeBytes;
+  }();
   return bytes;
 }
 
@@ -226,7 +223,7 @@ void launch_prefill(const BlockSelectParams& p, cudaStream_t stream) {
   const char* env = std::getenv("LCB_BLOCK_SELECT_GROUPS");
   const int want = env != nullptr ? std::atoi(env) : 4;
   const auto fits = [&](int groups, size_t fixed) {
-    return prefill_smem_bytes(kD, groups, p.n_blocks) + fixed <= static_cast<size_t>(smem_optin());
+    return prefill_smem_bytes(kD, groups, p.n_blocks) + fixed <= smem_optin();
   };
   if (want == 4 && fits(4, prefill_static_bytes<T, kD, 4>())) {
     launch_prefill_groups<T, kD, 4>(p, prefill_smem_bytes(kD, 4, p.n_blocks), stream);

@@ -17,6 +17,14 @@ inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string("lcb CUDA kernel: ") + what + ": " + cudaGetErrorString(e));
 }
 
+// Shared memory one CTA may opt in to on the current device, in bytes.
+inline size_t smem_optin() {
+  int device = 0, bytes = 0;
+  check(cudaGetDevice(&device), "device");
+  check(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
+  return static_cast<size_t>(bytes);
+}
+
 template <typename T>
 struct Mma;
 

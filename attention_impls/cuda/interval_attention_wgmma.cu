@@ -541,10 +541,7 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   }
   const int n_tiles = (p.kv_len + kBN - 1) / kBN;
   const size_t smem = tile_bytes<kBN, kWG, kStages>() + static_cast<size_t>(n_tiles) * sizeof(int) + 1024;
-  int device = 0, smem_max = 0;
-  check(cudaGetDevice(&device), "device");
-  check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
-  if (smem > static_cast<size_t>(smem_max)) return false;  // a tile list this long (over a million keys) does not fit
+  if (smem > smem_optin()) return false;  // a tile list this long (over a million keys) does not fit
   auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages, kThr>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "wgmma shared memory attribute");
@@ -565,10 +562,7 @@ bool launch_hist(const IntervalParams& p, const int4* summary, uint32_t* rows, i
   }
   const int n_tiles = (p.kv_len + 127) / 128;
   const size_t smem = topk_hist_bytes<kWG>() + static_cast<size_t>(n_tiles) * sizeof(int);
-  int device = 0, smem_max = 0;
-  check(cudaGetDevice(&device), "device");
-  check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
-  if (smem > static_cast<size_t>(smem_max)) return false;
+  if (smem > smem_optin()) return false;
   auto* kernel = topk_hist_kernel<T, kWG>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "top-k select shared memory attribute");
