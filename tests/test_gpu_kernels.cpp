@@ -506,6 +506,29 @@ TEST(DecodeKernel, SegmentsMatchFloat64) {
   }
 }
 
+// Prefills the first P tokens of `in` on the kernels and on the reference, then decodes the rest
+// token by token with both: each step's outputs agree, and so do the caches' lengths (and sizes,
+// with same_size).
+void expect_decode_matches_reference(const attn::Attention& impl, const test::Qkv& in, int64_t P, bool same_size,
+                                     const std::string& what) {
+  const int64_t L = in.q.size(2);
+  attn::Options ref;
+  ref.reference = true;
+  std::unique_ptr<attn::Cache> fast_cache, ref_cache;
+  impl.forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), {}, &fast_cache);
+  impl.forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), ref, &ref_cache);
+  for (int64_t i = P; i < L; ++i) {
+    const auto q1 = in.q.narrow(2, i, 1), k1 = in.k.narrow(2, i, 1), v1 = in.v.narrow(2, i, 1);
+    const at::Tensor got = impl.decode(q1, k1, v1, *fast_cache, {});
+    const at::Tensor want = impl.decode(q1, k1, v1, *ref_cache, ref);
+    ASSERT_LT(test::rel_l2(got, want), 1e-2) << what << " step " << i;
+    ASSERT_EQ(fast_cache->length(), ref_cache->length()) << what << " step " << i;
+    if (same_size) {
+      ASSERT_EQ(fast_cache->bytes(), ref_cache->bytes()) << what << " step " << i << ": the cache sizes differ";
+    }
+  }
+}
+
 // Decoding token by token on the kernels (the window ring with sinks and wrap-around, DGA's
 // cache with regrouping on the GPU, topk_block's selection over kept block summaries) against
 // the same implementation's reference decoding from the same prefill.
@@ -515,22 +538,8 @@ TEST(DecodeKernel, DecodeSequencesMatchTheReference) {
                                   "dga:m=16,gamma=0.1", "topk_block:block=64,k=3", "topk_block:block=64,k=20"}) {
     const auto impl = attn::make_attention(spec);
     const auto in = test::random_qkv(1, 8, 2, 700, 700, 128, 77, at::kBFloat16, kCuda);
-    const int64_t P = 640;
-    attn::Options ref;
-    ref.reference = true;
-    std::unique_ptr<attn::Cache> fast_cache, ref_cache;
-    impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), {}, &fast_cache);
-    impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), ref, &ref_cache);
-    for (int64_t i = P; i < 700; ++i) {
-      const auto q1 = in.q.narrow(2, i, 1), k1 = in.k.narrow(2, i, 1), v1 = in.v.narrow(2, i, 1);
-      const at::Tensor got = impl->decode(q1, k1, v1, *fast_cache, {});
-      const at::Tensor want = impl->decode(q1, k1, v1, *ref_cache, ref);
-      ASSERT_LT(test::rel_l2(got, want), 1e-2) << spec << " step " << i;
-      ASSERT_EQ(fast_cache->length(), ref_cache->length()) << spec << " step " << i;
-      if (impl->family() != "topk_block") {  // its fast cache also keeps the block summaries
-        ASSERT_EQ(fast_cache->bytes(), ref_cache->bytes()) << spec << " step " << i << ": the cache sizes differ";
-      }
-    }
+    // topk_block's fast cache also keeps the block summaries.
+    expect_decode_matches_reference(*impl, in, 640, impl->family() != "topk_block", spec);
   }
 }
 
@@ -540,18 +549,7 @@ TEST(DecodeKernel, BlockTopKDecodeBatchedMatchesTheReference) {
   REQUIRE_GPU();
   const auto impl = attn::make_attention("topk_block:block=64,k=5");
   const auto in = test::random_qkv(2, 8, 2, 1100, 1100, 64, 78, at::kHalf, kCuda);
-  const int64_t P = 1000;
-  attn::Options ref;
-  ref.reference = true;
-  std::unique_ptr<attn::Cache> fast_cache, ref_cache;
-  impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), {}, &fast_cache);
-  impl->forward(in.q.narrow(2, 0, P), in.k.narrow(2, 0, P), in.v.narrow(2, 0, P), ref, &ref_cache);
-  for (int64_t i = P; i < 1100; ++i) {
-    const auto q1 = in.q.narrow(2, i, 1), k1 = in.k.narrow(2, i, 1), v1 = in.v.narrow(2, i, 1);
-    const at::Tensor got = impl->decode(q1, k1, v1, *fast_cache, {});
-    const at::Tensor want = impl->decode(q1, k1, v1, *ref_cache, ref);
-    ASSERT_LT(test::rel_l2(got, want), 1e-2) << "step " << i;
-  }
+  expect_decode_matches_reference(*impl, in, 1000, false, "topk_block batch 2");
 }
 
 }  // namespace
