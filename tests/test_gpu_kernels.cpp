@@ -477,30 +477,36 @@ TEST(DgaKernels, LayoutMatchesTheReference) {
   }
 }
 
+// GQA runs the tensor-core kernel, or with LCB_DECODE_KERNEL=simt the CUDA-core one (MHA's).
 TEST(DecodeKernel, SegmentsMatchFloat64) {
   REQUIRE_GPU();
-  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
-    for (const Case c : {Case{1, 8, 8, 64}, Case{300, 8, 2, 128}, Case{5000, 32, 8, 128}, Case{777, 16, 2, 64}}) {
-      for (int64_t B : {1, 3}) {
-        const auto in = test::random_qkv(B, c.hq, c.hkv, 1, c.L, c.d, 5 + c.L + B, dtype, kCuda);
-        // Three segments of the same keys (one possibly empty) must equal one.
-        const int64_t a = c.L / 3, b = c.L / 2;
-        const std::vector<std::pair<at::Tensor, at::Tensor>> segs = {
-            {in.k.narrow(2, 0, a), in.v.narrow(2, 0, a)},
-            {in.k.narrow(2, a, b - a), in.v.narrow(2, a, b - a)},
-            {in.k.narrow(2, b, c.L - b), in.v.narrow(2, b, c.L - b)}};
-        at::Tensor lse;
-        const at::Tensor got = attn::fast::decode_attention(in.q, segs, 1.0 / std::sqrt(double(c.d)), &lse);
-        const at::Tensor want = test::dense_f64(in.q, in.k, in.v);
-        const at::Tensor ref32 = test::dense_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat));
-        const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32.to(dtype), want);
-        EXPECT_LE(err, test::derived_tolerance(dtype, ref_err)) << test::dtype_name(dtype) << " L=" << c.L << " B=" << B;
-        // log-sum-exp against float64.
-        const int64_t g = c.hq / c.hkv;
-        const at::Tensor logits = at::matmul(in.q.to(at::kDouble), in.k.to(at::kDouble).repeat_interleave(g, 1).transpose(-2, -1)) /
-                                  std::sqrt(double(c.d));
-        const at::Tensor lse_want = at::logsumexp(logits, -1).view({B, c.hq});
-        EXPECT_LT((lse.to(at::kDouble) - lse_want).abs().max().item<double>(), 1e-3) << "L=" << c.L;
+  for (const char* kernel : {"", "simt"}) {
+    const ScopedEnv env("LCB_DECODE_KERNEL", kernel);
+    for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+      for (const Case c : {Case{1, 8, 8, 64}, Case{300, 8, 2, 128}, Case{5000, 32, 8, 128}, Case{777, 16, 2, 64},
+                           Case{40001, 8, 4, 128}, Case{129, 8, 1, 64}}) {
+        for (int64_t B : {1, 3}) {
+          const auto in = test::random_qkv(B, c.hq, c.hkv, 1, c.L, c.d, 5 + c.L + B, dtype, kCuda);
+          // Three segments of the same keys (one possibly empty) must equal one.
+          const int64_t a = c.L / 3, b = c.L / 2;
+          const std::vector<std::pair<at::Tensor, at::Tensor>> segs = {
+              {in.k.narrow(2, 0, a), in.v.narrow(2, 0, a)},
+              {in.k.narrow(2, a, b - a), in.v.narrow(2, a, b - a)},
+              {in.k.narrow(2, b, c.L - b), in.v.narrow(2, b, c.L - b)}};
+          at::Tensor lse;
+          const at::Tensor got = attn::fast::decode_attention(in.q, segs, 1.0 / std::sqrt(double(c.d)), &lse);
+          const at::Tensor want = test::dense_f64(in.q, in.k, in.v);
+          const at::Tensor ref32 = test::dense_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat));
+          const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32.to(dtype), want);
+          EXPECT_LE(err, test::derived_tolerance(dtype, ref_err))
+              << test::dtype_name(dtype) << " L=" << c.L << " G=" << c.hq / c.hkv << " B=" << B << " kernel=" << kernel;
+          // log-sum-exp against float64.
+          const int64_t g = c.hq / c.hkv;
+          const at::Tensor kd = in.k.to(at::kDouble).repeat_interleave(g, 1);
+          const at::Tensor logits = at::matmul(in.q.to(at::kDouble), kd.transpose(-2, -1)) / std::sqrt(double(c.d));
+          const at::Tensor lse_want = at::logsumexp(logits, -1).view({B, c.hq});
+          EXPECT_LT((lse.to(at::kDouble) - lse_want).abs().max().item<double>(), 1e-3) << "L=" << c.L;
+        }
       }
     }
   }

@@ -2,19 +2,27 @@
 // cache whose keys are all visible, in up to three segments (DGA: focal, aggregates, raw tail).
 //
 // Grid (splits, kv heads, batch); a CTA reads its block of keys once for all G query heads of
-// its kv head. Lanes split the head dimension in 16-byte pieces (D/8 lanes per key), so a warp
-// handles 32/(D/8) keys at once and unrolls over several to keep loads in flight. Each CTA
-// writes an unnormalised partial (max, sum, output); a second kernel combines the splits.
+// its kv head and writes an unnormalised partial (max, sum, output); a second kernel combines
+// the splits. Two kernels read the keys:
+// - one query head per kv head (MHA): lanes split the head dimension in 16-byte pieces (D/8 lanes
+//   per key), so a warp handles 32/(D/8) keys at once and unrolls over several to keep loads in
+//   flight (split_kernel);
+// - several (GQA): the G query heads are the rows of one m16 tensor-core fragment (rows G..15
+//   zero) and keys stream through shared memory in chunks of 64, three chunks in flight with
+//   cp.async; each warp takes 16 keys of a chunk (split_mma_kernel). On CUDA cores every key's
+//   dot products, and their reduction across lanes, cost G times as much.
+// LCB_DECODE_KERNEL=simt runs split_kernel for GQA too (for A/B timings).
 #include "attention_impls/cuda/common.cuh"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 namespace lcb::attn::cuda {
 namespace {
 
-using detail::check;
-using detail::ex2;
+using namespace detail;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
@@ -54,7 +62,18 @@ __device__ __forceinline__ void key_rows(const DecodeParams& p, int b, int h, in
   v = static_cast<const T*>(g.v) + b * g.v_st.b + h * g.v_st.h + static_cast<int64_t>(n) * g.v_st.l;
 }
 
-// Workspace layout: per (batch, query head, split): D floats of output, then max and sum.
+// Workspace layout: per (batch, query head, split): D floats of output, then max (base 2) and
+// sum. Writes one element of query head hq's partial.
+template <int D>
+__device__ __forceinline__ void store_partial(const DecodeParams& p, int b, int hq, int split, int splits, int d, float o,
+                                              float mx, float sum) {
+  float* ws = p.workspace + ((static_cast<int64_t>(b) * p.q_heads + hq) * splits + split) * (D + 2);
+  ws[d] = o;
+  if (d == 0) {
+    ws[D] = mx;
+    ws[D + 1] = sum;
+  }
+}
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int total, int keys_per_split) {
@@ -182,12 +201,166 @@ __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int tot
         o += w * s_acc[s][gq][d];
       }
     }
-    float* ws = p.workspace + ((static_cast<int64_t>(b) * p.q_heads + h * G + gq) * splits + split) * (D + 2);
-    ws[d] = o;
-    if (d == 0) {
-      ws[D] = mx;
-      ws[D + 1] = sum;
+    store_partial<D>(p, b, h * G + gq, split, splits, d, o, mx, sum);
+  }
+}
+
+constexpr int kChunk = 64;  // keys per shared-memory stage: 16 per warp
+constexpr int kMmaStages = 3;
+
+template <int D>
+constexpr size_t mma_smem_bytes() {
+  return static_cast<size_t>(kMmaStages) * kChunk * D * 2 * 2;  // K and V, 16-bit
+}
+
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, int total, int keys_per_split) {
+  static_assert(G >= 2 && G <= 8, "the query heads of a kv head fill rows 0..7 of the fragment");
+  constexpr int kPieces = D / 8;                    // 16-byte pieces per row
+  constexpr int kRowsPerPass = kThreads / kPieces;  // rows one pass of the CTA copies
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sk = reinterpret_cast<T*>(smem_raw);  // kMmaStages x [kChunk][D], swizzled
+  T* sv = sk + kMmaStages * kChunk * D;
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, splits = gridDim.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int begin = split * keys_per_split, end = min(total, begin + keys_per_split);
+  const int n_chunks = (max(end - begin, 0) + kChunk - 1) / kChunk;
+
+  // Chunk c into its stage; keys past `end` are zero-filled (and masked below). A chunk inside
+  // one segment without a gather (the usual case) steps a pointer; others look up every row.
+  const T* fallback = static_cast<const T*>(p.seg[0].k);
+  auto load_chunk = [&](int c) {
+    if (c < n_chunks) {
+      T* dk = sk + (c % kMmaStages) * kChunk * D;
+      T* dv = sv + (c % kMmaStages) * kChunk * D;
+      const int piece = threadIdx.x % kPieces, n0 = begin + c * kChunk, rows = min(kChunk, end - n0);
+      int sg = 0, local = n0;
+      while (sg + 1 < p.segments && local >= p.seg[sg].len) local -= p.seg[sg++].len;
+      const DecodeSegment& seg = p.seg[sg];
+      if (seg.rows == nullptr && local + rows <= seg.len) {
+        const T* kp = static_cast<const T*>(seg.k) + b * seg.k_st.b + h * seg.k_st.h + local * seg.k_st.l + piece * 8;
+        const T* vp = static_cast<const T*>(seg.v) + b * seg.v_st.b + h * seg.v_st.h + local * seg.v_st.l + piece * 8;
+        for (int r = threadIdx.x / kPieces; r < kChunk; r += kRowsPerPass) {
+          const bool ok = r < rows;
+          cp_async16(smem_addr(dk + swz<D>(r, piece) * 8), ok ? kp + r * seg.k_st.l : fallback, ok);
+          cp_async16(smem_addr(dv + swz<D>(r, piece) * 8), ok ? vp + r * seg.v_st.l : fallback, ok);
+        }
+      } else {
+        for (int r = threadIdx.x / kPieces; r < kChunk; r += kRowsPerPass) {
+          const bool ok = r < rows;
+          const T *kp = fallback, *vp = fallback;
+          if (ok) key_rows<T>(p, b, h, n0 + r, kp, vp);
+          cp_async16(smem_addr(dk + swz<D>(r, piece) * 8), kp + piece * 8, ok);
+          cp_async16(smem_addr(dv + swz<D>(r, piece) * 8), vp + piece * 8, ok);
+        }
+      }
     }
+    cp_async_commit();  // an empty group past the end keeps the count of groups uniform
+  };
+#pragma unroll
+  for (int c = 0; c < kMmaStages - 1; ++c) load_chunk(c);
+
+  // A fragments of Q: row g is query head h·G + g (rows G..15 stay zero).
+  uint32_t qa[D / 16][4];
+  {
+    const bool row_ok = g < G;
+    const T* qrow = static_cast<const T*>(p.q) + b * p.q_st.b + (h * G + (row_ok ? g : 0)) * p.q_st.h + tig * 2;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t* w = reinterpret_cast<const uint32_t*>(qrow + kk * 16);
+      qa[kk][0] = row_ok ? w[0] : 0u;
+      qa[kk][2] = row_ok ? w[4] : 0u;
+      qa[kk][1] = qa[kk][3] = 0u;
+    }
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+
+  for (int c = 0; c < n_chunks; ++c) {
+    cp_async_wait<kMmaStages - 2>();
+    __syncthreads();                 // chunk c visible to all; chunk c-1's stage is free again
+    load_chunk(c + kMmaStages - 1);  // into that stage
+    const T* ck = sk + (c % kMmaStages) * kChunk * D;
+    const T* cv = sv + (c % kMmaStages) * kChunk * D;
+
+    // S = Q K^T for this warp's 16 keys.
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t bf[4];
+      const int row = warp * 16 + (lane & 7) + ((lane >> 4) << 3);
+      ldmatrix_x4(bf, smem_addr(ck + swz<D>(row, kk * 2 + ((lane >> 3) & 1)) * 8));
+      Mma<T>::run(s[0], qa[kk], bf[0], bf[1]);
+      Mma<T>::run(s[1], qa[kk], bf[2], bf[3]);
+    }
+    if (c == n_chunks - 1) {  // the last chunk may run past `end`
+      const int key0 = begin + c * kChunk + warp * 16 + tig * 2;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (key0 + nt * 8 + (e & 1) >= end) s[nt][e] = -INFINITY;
+        }
+    }
+    float corr[2];
+    softmax_tile<16>(&s[0][0], row_max, row_sum, corr, scale_log2);
+    // Once the running maxima settle most chunks leave them unchanged: no rescale then.
+    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) rescale_o<D>(&o[0][0], corr);
+
+    // O += P V: the two key octets of S form one A fragment.
+    uint32_t pa[4];
+    pa[0] = Mma<T>::pack(s[0][0], s[0][1]);
+    pa[1] = Mma<T>::pack(s[0][2], s[0][3]);
+    pa[2] = Mma<T>::pack(s[1][0], s[1][1]);
+    pa[3] = Mma<T>::pack(s[1][2], s[1][3]);
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t bf[4];
+      const int row = warp * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+      ldmatrix_x4_trans(bf, smem_addr(cv + swz<D>(row, dp * 2 + (lane >> 4)) * 8));
+      Mma<T>::run(o[2 * dp], pa, bf[0], bf[1]);
+      Mma<T>::run(o[2 * dp + 1], pa, bf[2], bf[3]);
+    }
+  }
+
+  // Merge the four warps' partials (rows 0..G-1) through the now idle stages.
+  cp_async_wait<0>();
+  __syncthreads();
+  float* s_o = reinterpret_cast<float*>(smem_raw);  // [kWarps][G][D]
+  float* s_ml = s_o + kWarps * G * D;               // [kWarps][G][max, sum]
+  float l = row_sum[0];
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  if (g < G) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      s_o[(warp * G + g) * D + j * 8 + tig * 2] = o[j][0];
+      s_o[(warp * G + g) * D + j * 8 + tig * 2 + 1] = o[j][1];
+    }
+    if (tig == 0) {
+      s_ml[(warp * G + g) * 2] = row_max[0];
+      s_ml[(warp * G + g) * 2 + 1] = l;
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * D; idx += kThreads) {
+    const int gq = idx / D, d = idx % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[(w * G + gq) * 2]);
+    float sum = 0.f, acc = 0.f;
+    if (mx != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float wt = exp2f(s_ml[(w * G + gq) * 2] - mx);
+        sum += wt * s_ml[(w * G + gq) * 2 + 1];
+        acc += wt * s_o[(w * G + gq) * D + d];
+      }
+    }
+    store_partial<D>(p, b, h * G + gq, split, splits, d, acc, mx, sum);
   }
 }
 
@@ -223,11 +396,29 @@ int total_keys(const DecodeParams& p) {
   return n;
 }
 
+// The tensor-core kernel for several query heads per kv head, unless LCB_DECODE_KERNEL=simt.
+bool use_mma(const DecodeParams& p) {
+  const char* env = std::getenv("LCB_DECODE_KERNEL");
+  return p.q_heads / p.kv_heads > 1 && !(env != nullptr && std::strcmp(env, "simt") == 0);
+}
+
 template <typename T, int D, int G>
 void launch(const DecodeParams& p, cudaStream_t stream) {
   const int total = total_keys(p), splits = decode_splits(p);
   const int per_split = (total + splits - 1) / splits;
-  split_kernel<T, D, G><<<dim3(splits, p.kv_heads, p.batch), kThreads, 0, stream>>>(p, total, per_split);
+  const dim3 grid(splits, p.kv_heads, p.batch);
+  bool done = false;
+  if constexpr (G > 1) {
+    if (use_mma(p)) {
+      constexpr size_t smem = mma_smem_bytes<D>();
+      check(cudaFuncSetAttribute(split_mma_kernel<T, D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)),
+            "decode shared memory attribute");
+      split_mma_kernel<T, D, G><<<grid, kThreads, smem, stream>>>(p, total, per_split);
+      done = true;
+    }
+  }
+  if (!done) split_kernel<T, D, G><<<grid, kThreads, 0, stream>>>(p, total, per_split);
   check(cudaGetLastError(), "split launch");
   combine_kernel<T, D><<<dim3(p.q_heads, p.batch), D, 0, stream>>>(p, splits);
   check(cudaGetLastError(), "combine launch");
@@ -249,13 +440,14 @@ void launch_groups(const DecodeParams& p, cudaStream_t stream) {
 int decode_splits(const DecodeParams& p) {
   const int total = std::max(1, total_keys(p));
   // A few CTAs per SM: more splits cost more than they gain (H200: 4 per SM measured faster than
-  // 12 per SM at 16K-128K, BENCHMARKS.md).
+  // 12 per SM at 16K-128K, BENCHMARKS.md). The tensor-core kernel runs two per SM (its stages
+  // keep 2 x 64 keys in flight each).
   static const int sms = [] {
     int device = 0, n = 132;
     if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
     return n;
   }();
-  const int ctas_wanted = sms * 4;
+  const int ctas_wanted = sms * (use_mma(p) ? 2 : 4);
   const int by_work = (total + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
   const int by_occupancy = std::max(1, ctas_wanted / std::max(1, p.batch * p.kv_heads));
   return std::max(1, std::min(by_work, by_occupancy));

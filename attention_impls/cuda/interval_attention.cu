@@ -24,13 +24,6 @@ constexpr int kFrags = kRowsPerWarp / 16;       // shared memory serves 32 rows
 constexpr int kThreads = kWarps * 32;
 constexpr int kListCap = kThreads;  // tiles examined per round
 
-// Shared-memory tile of `rows` x D elements stored as 16-byte chunks, chunk c of row r at
-// position c ^ (r & 7): ldmatrix's eight row addresses then hit eight different bank groups.
-template <int D>
-__device__ __forceinline__ int swz(int row, int chunk) {
-  return row * (D / 8) + (chunk ^ (row & 7));
-}
-
 // Copies rows [row0, row0 + ROWS) of a [len, D] matrix (row stride `stride` elements) into a
 // swizzled tile; rows at or past `len` are zero-filled.
 template <typename T, int D, int ROWS>
