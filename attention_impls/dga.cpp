@@ -44,15 +44,14 @@ class DgaCache final : public Cache {
   int64_t length() const override { return seen; }
   int64_t bytes() const override {
     int64_t n = 0;
-    for (const auto* t : {&focal_k, &focal_v, &agg_k, &agg_v, &tail_k, &tail_v}) {
-      n += t->numel() * static_cast<int64_t>(t->element_size());
+    for (const GrowingRows* r : {&focal, &agg, &tail}) {
+      n += 2 * r->k.numel() * static_cast<int64_t>(r->k.element_size());
     }
     return n;
   }
-  at::Tensor focal_k, focal_v;      // [B, Hkv, F, D]
-  at::Tensor agg_k, agg_v;          // [B, Hkv, G, D]
-  at::Tensor tail_k, tail_v;        // [B, Hkv, R, D] raw tokens of the unfinished group
-  at::Tensor tail_pos;              // [B, Hkv, R]
+  // [B, Hkv, n, D] each, in storage that grows in place: the focal tokens (F), the group
+  // aggregates (G) and the raw tokens of the unfinished group (R).
+  GrowingRows focal, agg, tail;
   int64_t seen = 0;
 };
 
@@ -238,13 +237,9 @@ class Dga final : public Attention {
       auto c = std::make_unique<DgaCache>();
       // On the fast path these are views into the whole layout: copies keep only the cache.
       auto own = [fast_path](const at::Tensor& t) { return fast_path ? t.clone() : t; };
-      c->focal_k = own(lay.focal_k);
-      c->focal_v = own(lay.focal_v);
-      c->agg_k = own(lay.agg_k);
-      c->agg_v = own(lay.agg_v);
-      c->tail_k = own(lay.tail_k);
-      c->tail_v = own(lay.tail_v);
-      c->tail_pos = lay.tail_pos;
+      c->focal = GrowingRows(own(lay.focal_k), own(lay.focal_v));
+      c->agg = GrowingRows(own(lay.agg_k), own(lay.agg_v));
+      c->tail = GrowingRows(own(lay.tail_k), own(lay.tail_v));
       c->seen = s.kv_len;
       *cache = std::move(c);
     }
@@ -275,28 +270,29 @@ class Dga final : public Attention {
     const int64_t B = q1.size(0), Hq = q1.size(1), D = q1.size(3), Hkv = k1.size(1), Gq = Hq / Hkv;
     const double scale = ref::softmax_scale(opts, D);
     const auto cdt = ref::compute_dtype(q1.scalar_type());
-    const int64_t p = c.seen;
-    c.tail_k = at::cat({c.tail_k, k1}, 2);
-    c.tail_v = at::cat({c.tail_v, v1}, 2);
-    c.tail_pos = at::cat({c.tail_pos, at::full({B, Hkv, 1}, p, c.tail_pos.options())}, 2);
-    c.seen += 1;
-
-    const int64_t R = c.tail_k.size(2);
+    const int64_t R = c.tail.k.size(2) + 1;  // the tail with the new token
     const bool regroup_now = gamma_ < 1.0 && R >= tail_limit();
     // Everything in the cache is visible to the newest query.
     if (fast::reason_not_decode(q1, k1, v1, opts).empty()) {
+      // One launch attends over the cache and the new token and stores the token in the tail.
+      const auto [k_slot, v_slot] = c.tail.next_rows(1);
+      const fast::DecodeStore store{k1, v1, k_slot, v_slot};
       at::Tensor lse;
-      const at::Tensor out = fast::decode_attention(q1, {{c.focal_k, c.focal_v}, {c.agg_k, c.agg_v}, {c.tail_k, c.tail_v}},
-                                                    scale, regroup_now ? &lse : nullptr);
+      const at::Tensor out = fast::decode_attention(q1, {{c.focal.k, c.focal.v}, {c.agg.k, c.agg.v}, {c.tail.k, c.tail.v}},
+                                                    scale, regroup_now ? &lse : nullptr, &store);
+      c.tail.commit(1);
+      c.seen += 1;
       if (regroup_now) {  // the tail's probabilities, normalised over the whole cache by the kernel's log-sum-exp
         const at::Tensor qf = q1.to(cdt);
-        const at::Tensor tail_logits = at::matmul(qf, ref::repeat_kv(c.tail_k.to(cdt), Gq).transpose(-2, -1)) * scale;
+        const at::Tensor tail_logits = at::matmul(qf, ref::repeat_kv(c.tail.k.to(cdt), Gq).transpose(-2, -1)) * scale;
         regroup(c, qf, at::exp(tail_logits - lse.view({B, Hq, 1, 1})), scale, B, Hkv, Gq, D);
       }
       return out;
     }
-    const at::Tensor keys = at::cat({c.focal_k, c.agg_k, c.tail_k}, 2).to(cdt);
-    const at::Tensor values = at::cat({c.focal_v, c.agg_v, c.tail_v}, 2).to(cdt);
+    c.tail.append(k1, v1);
+    c.seen += 1;
+    const at::Tensor keys = at::cat({c.focal.k, c.agg.k, c.tail.k}, 2).to(cdt);
+    const at::Tensor values = at::cat({c.focal.v, c.agg.v, c.tail.v}, 2).to(cdt);
     const at::Tensor logits = at::matmul(q1.to(cdt), ref::repeat_kv(keys, Gq).transpose(-2, -1)) * scale;  // [B, Hq, 1, N]
     const at::Tensor probs = at::softmax(logits, -1);
     const at::Tensor out = at::matmul(probs, ref::repeat_kv(values, Gq)).to(q1.scalar_type());
@@ -309,26 +305,23 @@ class Dga final : public Attention {
   void regroup(DgaCache& c, const at::Tensor& q1, const at::Tensor& tail_probs, double scale, int64_t B, int64_t Hkv,
                int64_t Gq, int64_t D) const {
     at::NoGradGuard no_grad;
-    const int64_t R = c.tail_k.size(2), n_focal = R - m_;
+    const int64_t R = c.tail.k.size(2), n_focal = R - m_;
     const at::Tensor tail_attn = tail_probs.reshape({B, Hkv, Gq, R}).sum(2);  // [B, Hkv, R]
-    const at::Tensor promote = at::zeros({B, Hkv, R}, c.tail_pos.options());
+    const auto lopt = at::TensorOptions().dtype(at::kLong).device(c.tail.k.device());
+    const at::Tensor promote = at::zeros({B, Hkv, R}, lopt);
     if (n_focal > 0) promote.scatter_(-1, std::get<1>(tail_attn.topk(n_focal, -1)), 1);
-    const at::Tensor arange_r = at::arange(R, c.tail_pos.options());
+    const at::Tensor arange_r = at::arange(R, lopt);
     const at::Tensor order = at::argsort(promote * R + arange_r, /*stable=*/true, -1, false);
     const at::Tensor grp = order.narrow(-1, 0, m_), foc = order.narrow(-1, m_, n_focal);
     const auto cdt = q1.scalar_type();
-    const at::Tensor kg = gather_rows(c.tail_k, grp).to(cdt), vg = gather_rows(c.tail_v, grp).to(cdt);  // [B, Hkv, m, D]
+    const at::Tensor kg = gather_rows(c.tail.k, grp).to(cdt), vg = gather_rows(c.tail.v, grp).to(cdt);  // [B, Hkv, m, D]
     // Weights from the newest query, logits averaged over the kv head's query heads.
     const at::Tensor qh = q1.view({B, Hkv, Gq, D});
     const at::Tensor w = at::softmax(at::matmul(qh, kg.transpose(-2, -1)).mean(2) * scale, -1);  // [B, Hkv, m]
-    const auto st = c.tail_k.scalar_type();
-    c.agg_k = at::cat({c.agg_k, (w.unsqueeze(-1) * kg).sum(2, true).to(st)}, 2);
-    c.agg_v = at::cat({c.agg_v, (w.unsqueeze(-1) * vg).sum(2, true).to(st)}, 2);
-    c.focal_k = at::cat({c.focal_k, gather_rows(c.tail_k, foc)}, 2);
-    c.focal_v = at::cat({c.focal_v, gather_rows(c.tail_v, foc)}, 2);
-    c.tail_k = c.tail_k.narrow(2, 0, 0);
-    c.tail_v = c.tail_v.narrow(2, 0, 0);
-    c.tail_pos = c.tail_pos.narrow(2, 0, 0);
+    const auto st = c.tail.k.scalar_type();
+    c.agg.append((w.unsqueeze(-1) * kg).sum(2, true).to(st), (w.unsqueeze(-1) * vg).sum(2, true).to(st));
+    c.focal.append(gather_rows(c.tail.k, foc), gather_rows(c.tail.v, foc));
+    c.tail.clear();
   }
 
   std::optional<Cost> cost(const Shape&) const override { return std::nullopt; }

@@ -32,7 +32,7 @@ at::Tensor interval_attention(const at::Tensor&, const at::Tensor&, const at::Te
 }
 
 at::Tensor decode_attention(const at::Tensor&, const std::vector<std::pair<at::Tensor, at::Tensor>>&, double,
-                            at::Tensor*) {
+                            at::Tensor*, const DecodeStore*) {
   throw std::logic_error("fast::decode_attention: this build has no CUDA kernels");
 }
 
@@ -86,11 +86,13 @@ cuda::Dtype kernel_dtype(const at::Tensor& t) {
 
 // The kernels read 16-byte pieces of rows: the last dimension contiguous, rows and the base
 // 16-byte aligned. Anything else is copied once.
-at::Tensor kernel_layout(const at::Tensor& t) {
-  const bool ok = t.stride(3) == 1 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
-                  reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-  return ok ? t : t.contiguous();
+// Whether the kernels can address t [B, H, L, D] as it is: unit last stride, every row 16-byte aligned.
+bool kernel_addressable(const at::Tensor& t) {
+  return t.stride(3) == 1 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
 }
+
+at::Tensor kernel_layout(const at::Tensor& t) { return kernel_addressable(t) ? t : t.contiguous(); }
 
 cuda::Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
@@ -280,15 +282,17 @@ at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, 
 }
 
 at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<at::Tensor, at::Tensor>>& segments,
-                            double scale, at::Tensor* lse) {
+                            double scale, at::Tensor* lse, const DecodeStore* store) {
   const at::Tensor q = kernel_layout(q_in);
   const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3);
   cuda::DecodeParams p;
   std::vector<at::Tensor> keep;  // copies made for the kernel layout live until the launch
   int64_t Hkv = 0;
-  for (const auto& [k_in, v_in] : segments) {
-    if (k_in.size(2) == 0) continue;
-    if (p.segments == 3) throw std::invalid_argument("fast::decode_attention: at most 3 non-empty key segments");
+  auto add_segment = [&](const at::Tensor& k_in, const at::Tensor& v_in) {
+    if (k_in.size(2) == 0) return;
+    if (p.segments == 4) {
+      throw std::invalid_argument("fast::decode_attention: at most 4 non-empty key segments, the stored token included");
+    }
     const at::Tensor k = kernel_layout(k_in), v = kernel_layout(v_in);
     keep.push_back(k);
     keep.push_back(v);
@@ -299,6 +303,32 @@ at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<
     s.k_st = strides_of(k);
     s.v_st = strides_of(v);
     s.len = static_cast<int>(k.size(2));
+  };
+  for (const auto& [k_in, v_in] : segments) add_segment(k_in, v_in);
+  if (store) {
+    const DecodeStore& st = *store;
+    for (const at::Tensor* t : {&st.k1, &st.v1, &st.k_dst, &st.v_dst}) {
+      if (t->dim() != 4 || t->size(0) != B || t->size(2) != 1 || t->size(3) != D || t->size(1) != st.k1.size(1) ||
+          (Hkv != 0 && t->size(1) != Hkv) ||
+          t->scalar_type() != q.scalar_type() || t->device() != q.device()) {
+        throw std::invalid_argument("fast::decode_attention: the stored token's k1, v1 and their destinations must be [" +
+                                    std::to_string(B) + ", Hkv, 1, " + std::to_string(D) + "] in q's dtype and device");
+      }
+    }
+    if (!kernel_addressable(st.k_dst) || !kernel_addressable(st.v_dst)) {
+      throw std::invalid_argument("fast::decode_attention: the stored token's destinations need a unit last stride and "
+                                  "16-byte aligned rows");
+    }
+    add_segment(st.k1, st.v1);
+    const cuda::DecodeSegment& src = p.seg[p.segments - 1];
+    p.store.k = src.k;
+    p.store.v = src.v;
+    p.store.k_st = src.k_st;
+    p.store.v_st = src.v_st;
+    p.store.k_dst = st.k_dst.data_ptr();
+    p.store.v_dst = st.v_dst.data_ptr();
+    p.store.k_dst_st = strides_of(st.k_dst);
+    p.store.v_dst_st = strides_of(st.v_dst);
   }
   if (lse) *lse = at::full({B, Hq}, -INFINITY, q.options().dtype(at::kFloat));
   if (p.segments == 0) return at::zeros({B, Hq, 1, D}, q.options());

@@ -70,11 +70,19 @@ std::string reason_not_select(const at::Tensor& q, int64_t n_blocks);
 at::Tensor topk_block_decode_rows(const at::Tensor& q1, const at::Tensor& k1, const at::Tensor& kmin_store,
                                   const at::Tensor& kmax_store, int64_t pos, int64_t top_k, int64_t cap);
 
+// A decode step's new token for decode_attention(): k1 / v1 [B, Hkv, 1, D] are attended after the
+// segments and copied into k_dst / v_dst (its cache slot, same shape, unit last stride, 16-byte
+// aligned rows) by the same launch. No segment may cover the slot.
+struct DecodeStore {
+  at::Tensor k1, v1, k_dst, v_dst;
+};
+
 // One query per (batch, head), q1 [B, Hq, 1, D], against every key of the (k, v) segments
-// ([B, Hkv, n_i, D] each, all visible; empty ones allowed). Query heads per kv head must be 1, 2,
-// 4 or 8. With lse != nullptr it also returns log Σ exp(scale·q·k) per (batch, head), [B, Hq].
+// ([B, Hkv, n_i, D] each, all visible; empty ones allowed; at most 4 non-empty, the stored token
+// included). Query heads per kv head must be 1, 2, 4 or 8. With lse != nullptr it also returns
+// log Σ exp(scale·q·k) per (batch, head), [B, Hq].
 at::Tensor decode_attention(const at::Tensor& q1, const std::vector<std::pair<at::Tensor, at::Tensor>>& segments,
-                            double scale, at::Tensor* lse = nullptr);
+                            double scale, at::Tensor* lse = nullptr, const DecodeStore* store = nullptr);
 
 // One query per (batch, query head) against rows gathered on the fly: query head h of batch b
 // attends to rows[b, h, :] of k_store/v_store viewed as [B, Hkv·cap, D] (row = kv head · cap +

@@ -4,18 +4,22 @@
 
 #include "attention_impls/attention.h"
 
+#include <algorithm>
+#include <utility>
+
 namespace lcb::attn {
 
-class FullCache : public Cache {
+// Rows [0, n) of K and V ([B, H, n, D]) in a storage [B, H, capacity, D] that doubles when full,
+// so that appending a token copies O(1) rows amortised instead of every row so far.
+class GrowingRows {
  public:
-  FullCache(at::Tensor k, at::Tensor v) : k(std::move(k)), v(std::move(v)) {}
-  int64_t length() const override { return k.size(2); }
-  // Bytes of the keys and values held (the allocation may reserve up to twice as many rows).
-  int64_t bytes() const override { return 2 * k.numel() * static_cast<int64_t>(k.element_size()); }
-  // Appends one token in place; the storage doubles when full, so a step copies O(1) rows
-  // amortised instead of the whole cache.
-  void append(const at::Tensor& k1, const at::Tensor& v1) {
-    const int64_t n = k.size(2), add = k1.size(2);
+  GrowingRows() = default;
+  GrowingRows(at::Tensor k, at::Tensor v) : k(std::move(k)), v(std::move(v)) {}
+
+  // Views of the storage rows [n, n + add), the storage grown to hold them; k and v take them in
+  // at commit(add), once they are written.
+  std::pair<at::Tensor, at::Tensor> next_rows(int64_t add) {
+    const int64_t n = k.size(2);
     if (!k_store_.defined() || n + add > k_store_.size(2)) {
       const int64_t cap = std::max<int64_t>(2 * (n + add), 64);
       at::Tensor ks = at::empty({k.size(0), k.size(1), cap, k.size(3)}, k.options());
@@ -24,20 +28,44 @@ class FullCache : public Cache {
       vs.narrow(2, 0, n).copy_(v);
       k_store_ = ks;
       v_store_ = vs;
+      k = k_store_.narrow(2, 0, n);
+      v = v_store_.narrow(2, 0, n);
     }
-    k_store_.narrow(2, n, add).copy_(k1);
-    v_store_.narrow(2, n, add).copy_(v1);
-    k = k_store_.narrow(2, 0, n + add);
-    v = v_store_.narrow(2, 0, n + add);
+    return {k_store_.narrow(2, n, add), v_store_.narrow(2, n, add)};
+  }
+  void commit(int64_t add) {
+    const int64_t n = k.size(2) + add;
+    k = k_store_.narrow(2, 0, n);
+    v = v_store_.narrow(2, 0, n);
+  }
+  // Appends k1 / v1 [B, H, add, D] in place.
+  void append(const at::Tensor& k1, const at::Tensor& v1) {
+    const auto [kd, vd] = next_rows(k1.size(2));
+    kd.copy_(k1);
+    vd.copy_(v1);
+    commit(k1.size(2));
+  }
+  // Drops every row; the storage is kept for the next ones.
+  void clear() {
+    k = k.narrow(2, 0, 0);
+    v = v.narrow(2, 0, 0);
   }
 
-  at::Tensor k, v;  // [B, Hkv, L, D], views of the storage once a token was appended
-  // The contiguous storage [B, Hkv, capacity, D] behind k/v (defined after the first append).
+  at::Tensor k, v;  // [B, H, n, D], views of the storage once a row was appended
+  // The contiguous storage [B, H, capacity, D] behind k/v (defined after the first append).
   const at::Tensor& k_storage() const { return k_store_; }
   const at::Tensor& v_storage() const { return v_store_; }
 
  private:
   at::Tensor k_store_, v_store_;
+};
+
+class FullCache : public Cache, public GrowingRows {
+ public:
+  FullCache(at::Tensor k, at::Tensor v) : GrowingRows(std::move(k), std::move(v)) {}
+  int64_t length() const override { return k.size(2); }
+  // Bytes of the keys and values held (the allocation may reserve up to twice as many rows).
+  int64_t bytes() const override { return 2 * k.numel() * static_cast<int64_t>(k.element_size()); }
 };
 
 // Checks a decode step's inputs: q1 [B, Hq, 1, D], k1/v1 [B, Hkv, 1, D].

@@ -26,7 +26,8 @@ class WindowCache final : public Cache {
 
 // The fast path's window cache: sinks in their own slots, the window in a ring (position
 // j >= s in slot j % w), so a decode step writes one row and the kernel reads the rest in place
-// (sinks plus at most two arcs of the ring: three segments).
+// (sinks plus at most two arcs of the ring, and the new token: four segments). The decode kernel
+// stores the new token's row itself.
 class RingWindowCache final : public Cache {
  public:
   int64_t length() const override { return seen; }
@@ -35,23 +36,18 @@ class RingWindowCache final : public Cache {
   // Ring positions before p that the query at position p sees: [max(s, p - w + 1), p).
   int64_t window_rows(int64_t p) const { return std::max<int64_t>(0, p - std::max(s, p - w + 1)); }
 
-  // Stores position p (the next one).
-  void put(const at::Tensor& k1, const at::Tensor& v1) {
-    const int64_t p = seen;
-    at::Tensor& dk = p < s ? sink_k : ring_k;
-    at::Tensor& dv = p < s ? sink_v : ring_v;
-    const int64_t slot = p < s ? p : p % w;
-    dk.narrow(2, slot, 1).copy_(k1);
-    dv.narrow(2, slot, 1).copy_(v1);
-    seen += 1;
+  // The storage rows of position p: its sink slot, or its ring slot (which held p - w).
+  std::pair<at::Tensor, at::Tensor> slot(int64_t p) const {
+    return p < s ? std::make_pair(sink_k.narrow(2, p, 1), sink_v.narrow(2, p, 1))
+                 : std::make_pair(ring_k.narrow(2, p % w, 1), ring_v.narrow(2, p % w, 1));
   }
-  // The rows the query at position seen - 1 sees, as (k, v) segments.
-  std::vector<std::pair<at::Tensor, at::Tensor>> segments() const {
-    const int64_t p = seen - 1;
+  // The rows of positions before p that the query at position p sees, as (k, v) segments: the
+  // sinks and at most two arcs of the ring, none of them slot(p).
+  std::vector<std::pair<at::Tensor, at::Tensor>> rows_before(int64_t p) const {
     std::vector<std::pair<at::Tensor, at::Tensor>> out;
-    const int64_t n_sink = std::min(s, p + 1);
+    const int64_t n_sink = std::min(s, p);
     if (n_sink > 0) out.emplace_back(sink_k.narrow(2, 0, n_sink), sink_v.narrow(2, 0, n_sink));
-    const int64_t first = std::max(s, p - w + 1), count = p + 1 - first;
+    const int64_t first = std::max(s, p - w + 1), count = p - first;
     if (count > 0) {
       const int64_t start = first % w, head = std::min(count, w - start);
       out.emplace_back(ring_k.narrow(2, start, head), ring_v.narrow(2, start, head));
@@ -117,16 +113,27 @@ class SlidingWindow final : public Attention {
                     const Options& opts) const override {
     check_decode_step(q1, k1, v1, "swa");
     if (auto* ring = dynamic_cast<RingWindowCache*>(&cache)) {
-      ring->put(k1, v1);
       const double scale = ref::softmax_scale(opts, q1.size(3));
-      const auto segs = ring->segments();
-      if (fast::reason_not_decode(q1, k1, v1, opts).empty()) return fast::decode_attention(q1, segs, scale);
+      const int64_t p = ring->seen;
+      const auto [k_slot, v_slot] = ring->slot(p);
+      const auto segs = ring->rows_before(p);
+      if (fast::reason_not_decode(q1, k1, v1, opts).empty()) {  // one launch attends and stores the token
+        const fast::DecodeStore store{k1, v1, k_slot, v_slot};
+        const at::Tensor out = fast::decode_attention(q1, segs, scale, nullptr, &store);
+        ring->seen += 1;
+        return out;
+      }
       // Reference math over the same rows (all visible).
+      k_slot.copy_(k1);
+      v_slot.copy_(v1);
+      ring->seen += 1;
       std::vector<at::Tensor> ks, vs;
       for (const auto& [sk, sv] : segs) {
         ks.push_back(sk);
         vs.push_back(sv);
       }
+      ks.push_back(k1);
+      vs.push_back(v1);
       return ref::masked_attention(q1, at::cat(ks, 2), at::cat(vs, 2), scale, 1,
                                    [](int64_t, int64_t, const at::Tensor& logits) { return at::ones_like(logits, at::kBool); });
     }

@@ -62,6 +62,21 @@ __device__ __forceinline__ void key_rows(const DecodeParams& p, int b, int h, in
   v = static_cast<const T*>(g.v) + b * g.v_st.b + h * g.v_st.h + static_cast<int64_t>(n) * g.v_st.l;
 }
 
+// The CTAs of split 0 copy the new token's row of their (batch, kv head), if asked.
+template <typename T, int D>
+__device__ __forceinline__ void store_row(const DecodeStore& st, int b, int h) {
+  if (st.k_dst == nullptr || blockIdx.x != 0) return;
+  for (int i = threadIdx.x; i < 2 * (D / 8); i += blockDim.x) {
+    const bool is_k = i < D / 8;
+    const int piece = (is_k ? i : i - D / 8) * 8;
+    const Strides& src_st = is_k ? st.k_st : st.v_st;
+    const Strides& dst_st = is_k ? st.k_dst_st : st.v_dst_st;
+    const T* src = static_cast<const T*>(is_k ? st.k : st.v) + b * src_st.b + h * src_st.h + piece;
+    T* dst = static_cast<T*>(is_k ? st.k_dst : st.v_dst) + b * dst_st.b + h * dst_st.h + piece;
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+  }
+}
+
 // Workspace layout: per (batch, query head, split): D floats of output, then max (base 2) and
 // sum. Writes one element of query head hq's partial.
 template <int D>
@@ -84,6 +99,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int tot
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int sub = lane / kLanesPerKey, piece = lane % kLanesPerKey;  // key slot in the warp, 8-element piece
   const int splits = gridDim.x;
+  store_row<T, D>(p.store, b, h);
 
   // This lane's 8 elements of every query head, pre-scaled to base 2.
   const float scale_log2 = p.scale * 1.4426950408889634f;
@@ -225,6 +241,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
   const int begin = split * keys_per_split, end = min(total, begin + keys_per_split);
   const int n_chunks = (max(end - begin, 0) + kChunk - 1) / kChunk;
+  store_row<T, D>(p.store, b, h);
 
   // Chunk c into its stage; keys past `end` are zero-filled (and masked below). A chunk inside
   // one segment without a gather (the usual case) steps a pointer; others look up every row.
@@ -459,7 +476,7 @@ size_t decode_workspace_bytes(const DecodeParams& p) {
 
 void decode_attention(const DecodeParams& p, Dtype dtype, cudaStream_t stream) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("decode attention: head dim must be 64 or 128");
-  if (p.segments < 1 || p.segments > 3) throw std::invalid_argument("decode attention: 1 to 3 key segments");
+  if (p.segments < 1 || p.segments > 4) throw std::invalid_argument("decode attention: 1 to 4 key segments");
   if (dtype == Dtype::kBFloat16) {
     p.head_dim == 128 ? launch_groups<__nv_bfloat16, 128>(p, stream) : launch_groups<__nv_bfloat16, 64>(p, stream);
   } else {

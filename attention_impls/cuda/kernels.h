@@ -68,9 +68,10 @@ bool topk_attention(const IntervalParams& p, int top_k, uint32_t* row_state, Dty
 // (per row: range lo, width, still needed, bound), for timing the stages and for tests.
 bool topk_select(const IntervalParams& p, int top_k, int levels, uint32_t* row_state, Dtype dtype, cudaStream_t stream);
 
-// One query per (batch, query head) against keys that are all visible, held in up to three
-// segments per (batch, kv head) (DGA's cache: focal, aggregates, raw tail). Split-KV: blocks of
-// keys are reduced in parallel, then combined.
+// One query per (batch, query head) against keys that are all visible, held in up to four
+// segments per (batch, kv head) (DGA's cache: focal, aggregates, raw tail, the new token).
+// Split-KV: blocks of keys are reduced in parallel, then combined. The same launch can store the
+// new token's row into its cache slot (DecodeStore), which no segment may read.
 struct DecodeSegment {
   const void* k = nullptr;  // [B, Hkv, len, D]
   const void* v = nullptr;
@@ -81,12 +82,21 @@ struct DecodeSegment {
   const int32_t* rows = nullptr;
 };
 
+// A row to copy while decoding (the new token into its cache slot): per (batch, kv head) the row
+// at src + b·src_st.b + h·src_st.h goes to dst + b·dst_st.b + h·dst_st.h, for K and V.
+struct DecodeStore {
+  const void *k = nullptr, *v = nullptr;
+  void *k_dst = nullptr, *v_dst = nullptr;
+  Strides k_st, v_st, k_dst_st, v_dst_st;
+};
+
 struct DecodeParams {
   const void* q = nullptr;  // [B, Hq, 1, D]
   void* out = nullptr;      // [B, Hq, 1, D]
   Strides q_st, o_st;
-  DecodeSegment seg[3];
+  DecodeSegment seg[4];
   int segments = 0;
+  DecodeStore store;  // optional (store.k_dst != nullptr): copied by the CTAs of split 0
   int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128;
   float scale = 1.0f;
   float* workspace = nullptr;  // decode_workspace_bytes()
