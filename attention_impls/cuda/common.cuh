@@ -25,6 +25,14 @@ inline size_t smem_optin() {
   return static_cast<size_t>(bytes);
 }
 
+// Streaming multiprocessors of the current device.
+inline int sm_count() {
+  int device = 0, n = 0;
+  check(cudaGetDevice(&device), "device");
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
+  return n;
+}
+
 template <typename T>
 struct Mma;
 

@@ -459,12 +459,7 @@ int decode_splits(const DecodeParams& p) {
   // A few CTAs per SM: more splits cost more than they gain (H200: 4 per SM measured faster than
   // 12 per SM at 16K-128K, BENCHMARKS.md). The tensor-core kernel runs two per SM (its stages
   // keep 2 x 64 keys in flight each).
-  static const int sms = [] {
-    int device = 0, n = 132;
-    if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    return n;
-  }();
-  const int ctas_wanted = sms * (use_mma(p) ? 2 : 4);
+  const int ctas_wanted = sm_count() * (use_mma(p) ? 2 : 4);
   const int by_work = (total + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
   const int by_occupancy = std::max(1, ctas_wanted / std::max(1, p.batch * p.kv_heads));
   return std::max(1, std::min(by_work, by_occupancy));

@@ -53,8 +53,8 @@ if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
   status "sweep (harness/configs/gpu.json): $(tail -n1 "$OUT_DIR/sweep.txt") [$(( $(date +%s) - t0 )) s]"
 fi
 
-timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:DecodeKernel.SegmentsMatch*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*:TopKKernel.Distinct*' \
+timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:DecodeKernel.SegmentsMatch*:DecodeKernel.Stores*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*:TopKKernel.Distinct*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 status "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 timeout 100 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
