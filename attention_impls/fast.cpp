@@ -308,9 +308,8 @@ at::Tensor decode_attention(const at::Tensor& q_in, const std::vector<std::pair<
   if (store) {
     const DecodeStore& st = *store;
     for (const at::Tensor* t : {&st.k1, &st.v1, &st.k_dst, &st.v_dst}) {
-      if (t->dim() != 4 || t->size(0) != B || t->size(2) != 1 || t->size(3) != D || t->size(1) != st.k1.size(1) ||
-          (Hkv != 0 && t->size(1) != Hkv) ||
-          t->scalar_type() != q.scalar_type() || t->device() != q.device()) {
+      if (t->dim() != 4 || t->size(0) != B || t->size(1) != st.k1.size(1) || (Hkv != 0 && t->size(1) != Hkv) ||
+          t->size(2) != 1 || t->size(3) != D || t->scalar_type() != q.scalar_type() || t->device() != q.device()) {
         throw std::invalid_argument("fast::decode_attention: the stored token's k1, v1 and their destinations must be [" +
                                     std::to_string(B) + ", Hkv, 1, " + std::to_string(D) + "] in q's dtype and device");
       }

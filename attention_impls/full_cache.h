@@ -1,5 +1,5 @@
 // The plain KV cache: every key and value so far. Used by dense, top-k and topk_block, whose
-// decode needs the whole past.
+// decode needs the whole past; its growing storage (GrowingRows) also holds DGA's cache parts.
 #pragma once
 
 #include "attention_impls/attention.h"
