@@ -169,32 +169,37 @@ __device__ __forceinline__ bool visible(int lo, int hi, int pos, const uint8_t* 
 // Per-element visibility in partially visible tiles: logits of keys this thread's rows cannot
 // see become -inf. Accumulator layout (mma.sync m16n8 and wgmma m64nN alike): fragment f is
 // s + f·kBN/2, and s[j·4 + r·2 + c] is key key0 + j·8 + tig·2 + c of the row at position
-// pos_base + f·16 + r·8.
-template <int kBN, int kFrags = 1>
-__device__ __forceinline__ void mask_tile(float* s, int key0, const int32_t* lo, const int32_t* hi, int kv_len,
-                                          int pos_base, const uint8_t* sel, int64_t sel_stride_q, int q_end, int tig) {
+// pos_base + f·16 + r·8. interval(k) gives the (lo, hi) of the tile's key k (0 .. kBN-1).
+template <int kBN, int kFrags = 1, typename Interval>
+__device__ __forceinline__ void mask_tile_by(float* s, int key0, Interval interval, int pos_base, const uint8_t* sel,
+                                             int64_t sel_stride_q, int q_end, int tig) {
 #pragma unroll
   for (int j = 0; j < kBN / 8; ++j) {
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
-      const int key = key0 + j * 8 + tig * 2 + c;
       const int blk = static_cast<unsigned>(key0 + j * 8) / kSelectBlock;  // key0 >= 0, a multiple of 8
-      int a = kNever, z = -kNever;
-      if (key < kv_len) {
-        a = lo[key];
-        z = hi[key];
-      }
+      const int2 iv = interval(j * 8 + tig * 2 + c);
 #pragma unroll
       for (int f = 0; f < kFrags; ++f) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          if (!visible(a, z, pos_base + f * 16 + r * 8, sel, sel_stride_q, blk, kSelectBlock, q_end)) {
+          if (!visible(iv.x, iv.y, pos_base + f * 16 + r * 8, sel, sel_stride_q, blk, kSelectBlock, q_end)) {
             s[f * (kBN / 2) + j * 4 + r * 2 + c] = -INFINITY;
           }
         }
       }
     }
   }
+}
+
+// The same with the intervals read from global memory (keys past kv_len are never visible).
+template <int kBN, int kFrags = 1>
+__device__ __forceinline__ void mask_tile(float* s, int key0, const int32_t* lo, const int32_t* hi, int kv_len,
+                                          int pos_base, const uint8_t* sel, int64_t sel_stride_q, int q_end, int tig) {
+  mask_tile_by<kBN, kFrags>(
+      s, key0,
+      [&](int k) { return key0 + k < kv_len ? make_int2(lo[key0 + k], hi[key0 + k]) : make_int2(kNever, -kNever); },
+      pos_base, sel, sel_stride_q, q_end, tig);
 }
 
 // Online softmax (base 2) of one fragment's tile of logits, in place: s becomes P, row_max and

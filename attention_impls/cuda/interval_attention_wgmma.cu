@@ -158,6 +158,10 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
   int* s_list = reinterpret_cast<int*>(sq + tile_bytes<kBN, kWG, kStages>());  // the visible tiles, built up front
   __shared__ __align__(8) uint64_t full_q, full_k[kStages], full_v[kStages], empty[kStages];
   __shared__ int s_warp_count[kThreads / 32];
+  // Per consumer warpgroup, two buffers (alternating over its masked tiles): a masked tile's key
+  // intervals, loaded one key per thread while S computes, instead of every thread loading the
+  // intervals of all its 32 columns from global memory after it.
+  __shared__ int2 s_iv[kWG][2][kBN];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const QueryTile qt = query_tile<kBM>(p);
@@ -231,9 +235,17 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
       thr[r] = topk::score_of_key(p.row_state[(static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + row) * 4 + 3]);
     }
   }
-  auto mask = [&](int i) {
+  const int t_wg = tid % 128;  // this thread's key of a masked tile (kBN <= 128)
+  int n_masked = 0;
+  auto mask = [&](int i, int2 iv) {
     const int e = s_list[i];
-    if (e < 0) mask_tile<kBN>(s, (e & 0x7fffffff) * kBN, lo, hi, p.kv_len, pos_base, sel, p.sel_stride_q, q_end, tig);
+    if (e < 0) {
+      int2* buf = s_iv[wg][n_masked++ & 1];
+      if (t_wg < kBN) buf[t_wg] = iv;
+      group_sync<128>(1 + wg);  // the warpgroup's intervals stored; the other buffer is no longer read
+      mask_tile_by<kBN>(s, (e & 0x7fffffff) * kBN, [buf](int k) { return buf[k]; }, pos_base, sel, p.sel_stride_q, q_end,
+                        tig);
+    }
     if constexpr (kThr) {
 #pragma unroll
       for (int j = 0; j < kBN / 8; ++j)
@@ -251,12 +263,19 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
   for (int i = 0; i < count; ++i) {
     const int stage = i % kStages;
     const uint32_t phase = (i / kStages) & 1;
+    // A masked tile's interval of this thread's key, loaded before S is issued (its latency hides
+    // behind the GEMM; past kv_len never visible).
+    int2 iv = make_int2(kNever, -kNever);
+    if (s_list[i] < 0) {
+      const int key = (s_list[i] & 0x7fffffff) * kBN + t_wg;
+      if (t_wg < kBN && key < p.kv_len) iv = make_int2(lo[key], hi[key]);
+    }
     mbar_wait(&full_k[stage], phase);
     wgmma_fence();
     issue_qk<T, kBN, kBM>(s, sq_wg, sk + stage * kTileBytesKV);
     wgmma_commit();
     wgmma_wait_all();
-    mask(i);
+    mask(i, iv);
     softmax_tile<kBN>(s, row_max, row_sum, corr, scale_log2);
     rescale_and_pack<T, kBN>(o, corr, s, pa);
     mbar_wait(&full_v[stage], phase);
