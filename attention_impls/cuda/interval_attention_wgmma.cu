@@ -235,7 +235,8 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
       thr[r] = topk::score_of_key(p.row_state[(static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + row) * 4 + 3]);
     }
   }
-  const int t_wg = tid % 128;  // this thread's key of a masked tile (kBN <= 128)
+  static_assert(kBN <= 128, "one key of a masked tile per thread of the warpgroup");
+  const int t_wg = tid % 128;  // this thread's key of a masked tile
   int n_masked = 0;
   auto mask = [&](int i, int2 iv) {
     const int e = s_list[i];
