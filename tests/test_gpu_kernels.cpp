@@ -128,6 +128,30 @@ TEST(IntervalKernel, RandomIntervalsMatchFloat64) {
   }
 }
 
+// Whole query tiles that see no key (rows 0 .. 599: every key's interval starts at 600 or later)
+// among tiles that do, more tiles than CTAs: the wgmma kernel's CTAs take tiles in turn, and an
+// empty tile's zeros must not disturb the pipeline for the tiles after it.
+TEST(IntervalKernel, QueryTilesThatSeeNothingGiveZeros) {
+  REQUIRE_GPU();
+  const int64_t B = 2, Hq = 16, Hkv = 4, L = 1200, N = 900, D = 128, blind = 600;
+  const auto in = test::random_qkv(B, Hq, Hkv, L, N, D, 5, at::kBFloat16, kCuda);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
+  const auto lopt = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor lo = at::randint(blind, L, {B, Hkv, N}, gen, lopt);
+  const at::Tensor span = at::randint(1, 400, {B, Hkv, N}, gen, lopt);
+  const at::Tensor forever = at::rand({B, Hkv, N}, gen, at::TensorOptions().dtype(at::kDouble)).lt(0.5);
+  const at::Tensor lo_d = lo.to(kCuda), hi_d = at::where(forever, at::full({}, attn::ref::kNever, lopt), lo + span).to(kCuda);
+  const at::Tensor want = interval_f64(in.q, in.k, in.v, lo_d, hi_d, 0);
+  const at::Tensor ref32 = interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo_d, hi_d, 0)
+                               .to(at::kBFloat16);
+  for (const char* variant : {"wgmma", "wgmma64", "wgmma64x1", "mma"}) {
+    const IntervalVariant use(variant);
+    const at::Tensor got = attn::fast::interval_attention(in.q, in.k, in.v, lo_d, hi_d, 0, 1.0 / std::sqrt(double(D)));
+    EXPECT_EQ(got.narrow(2, 0, blind).abs().max().item<float>(), 0.f) << variant;
+    EXPECT_LE(test::rel_l2(got, want), test::derived_tolerance(at::kBFloat16, test::rel_l2(ref32, want))) << variant;
+  }
+}
+
 // Strided inputs, which the TMA kernel addresses through its tensor maps: queries as a [B, L, H, D]
 // tensor viewed as [B, H, L, D] (the head stride below the row stride), and keys/values shared by
 // the whole batch through expand() (batch stride 0, which TMA cannot address: the mma.sync kernel

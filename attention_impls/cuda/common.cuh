@@ -260,30 +260,83 @@ __device__ __forceinline__ void rescale_o(float* o, const float* corr) {
   }
 }
 
-// The query tile of an interval-attention CTA: blockIdx.x counts tiles of kBM rows from the last
-// (the heaviest under causal-like visibility: issued first), y is the query head, z the batch.
-// Rows m0 .. sit at positions q_first .. q_last.
+// The query tile of work item `item` of an interval-attention launch: items count tiles of kBM
+// rows from the last (the heaviest under causal-like visibility: taken first), then query heads,
+// then batches. Rows m0 .. sit at positions q_first .. q_last.
 struct QueryTile {
   int b, hq, hkv, m0, q_first, q_last;
 };
 template <int kBM>
-__device__ __forceinline__ QueryTile query_tile(const IntervalParams& p) {
+__device__ __forceinline__ QueryTile query_tile(const IntervalParams& p, int item) {
   QueryTile t;
   const int m_tiles = (p.q_len + kBM - 1) / kBM;
-  t.m0 = (m_tiles - 1 - static_cast<int>(blockIdx.x)) * kBM;
-  t.hq = blockIdx.y;
-  t.b = blockIdx.z;
+  t.m0 = (m_tiles - 1 - item % m_tiles) * kBM;
+  t.hq = (item / m_tiles) % p.q_heads;
+  t.b = item / m_tiles / p.q_heads;
   t.hkv = t.hq / (p.q_heads / p.kv_heads);
   t.q_first = p.q_pos0 + t.m0;
   t.q_last = p.q_pos0 + min(t.m0 + kBM, p.q_len) - 1;
   return t;
 }
+// The CTA's query tile where one CTA takes one item: blockIdx.x the tile (from the last), y the
+// query head, z the batch.
+template <int kBM>
+__device__ __forceinline__ QueryTile query_tile(const IntervalParams& p) {
+  const int m_tiles = (p.q_len + kBM - 1) / kBM;
+  return query_tile<kBM>(p, static_cast<int>(blockIdx.x + m_tiles * (blockIdx.y + p.q_heads * blockIdx.z)));
+}
 
-// One round of listing. Listed tiles are kSub consecutive summarised tiles of `block` keys
-// (n_sub of those in all). Of the listed tiles [base, base + kThreads), those some query row in
-// [q_first, q_last] can see go to s_list in order, as tile | 0x80000000 when they need
-// per-element masks (tiles visible to every row, complete and fully selected, need none).
-// Returns how many. Every thread of the block calls it; s_warp_count has kThreads / 32 slots.
+// The interval workspace (interval_workspace_bytes()): per (batch, kv head) the summaries of the
+// key tiles of kSelectBlock keys (int4 each), then the persistent wgmma kernel's work counter.
+inline size_t interval_summary_bytes(int batch, int kv_heads, int kv_len) {
+  return static_cast<size_t>(batch) * kv_heads * ((kv_len + kSelectBlock - 1) / kSelectBlock) * sizeof(int4);
+}
+inline int* work_counter(const IntervalParams& p) {
+  return reinterpret_cast<int*>(reinterpret_cast<unsigned char*>(p.tile_summary) +
+                                interval_summary_bytes(p.batch, p.kv_heads, p.kv_len));
+}
+
+constexpr int kMaskedTile = static_cast<int>(0x80000000u);  // list entry flag: needs per-element masks
+
+// A listed tile is kSub consecutive summarised tiles of `block` keys (n_sub of those in all).
+// Tile t's entry for the query rows at positions [q_first, q_last]: -1 when no row can see it,
+// else t, | kMaskedTile when it needs per-element masks (tiles visible to every row, complete and
+// fully selected, need none). summ[i]: min lo, max lo, min hi, max hi of summarised tile i.
+template <int kSub>
+__device__ __forceinline__ int tile_entry(const int4* summ, int n_sub, int t, int q_first, int q_last, int kv_len,
+                                          int block, const uint8_t* sel, int64_t sel_stride_q) {
+  int4 s = summ[t * kSub];
+#pragma unroll
+  for (int u = 1; u < kSub; ++u) {
+    if (t * kSub + u < n_sub) {
+      const int4 x = summ[t * kSub + u];
+      s = make_int4(min(s.x, x.x), max(s.y, x.y), min(s.z, x.z), max(s.w, x.w));
+    }
+  }
+  bool any = !(s.x > q_last || s.w <= q_first);
+  const bool complete = (t + 1) * kSub * block <= kv_len;
+  bool full = complete && s.y <= q_first && s.z > q_last;
+  if (any && sel != nullptr) {  // block selection: some / every (query block, key block) pair chose it
+    bool some = false, every = true;
+    for (int qb = q_first / block; qb <= q_last / block; ++qb) {
+#pragma unroll
+      for (int u = 0; u < kSub; ++u) {
+        if (t * kSub + u < n_sub) {
+          const bool v = sel[static_cast<int64_t>(qb) * sel_stride_q + t * kSub + u] != 0;
+          some |= v;
+          every &= v;
+        }
+      }
+    }
+    any = some;
+    full = full && every;
+  }
+  return any ? (t | (full ? 0 : kMaskedTile)) : -1;
+}
+
+// One round of listing: of the listed tiles [base, base + kThreads) (tile_entry()), the visible
+// ones go to s_list in order. Returns how many. Every thread of the block calls it; s_warp_count
+// has kThreads / 32 slots.
 template <int kThreads, int kSub = 1>
 __device__ __forceinline__ int list_tiles(const int4* summ, int n_sub, int base, int q_first, int q_last, int kv_len,
                                           int block, const uint8_t* sel, int64_t sel_stride_q, int* s_list,
@@ -291,37 +344,9 @@ __device__ __forceinline__ int list_tiles(const int4* summ, int n_sub, int base,
   constexpr int kWarps = kThreads / 32;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int n_tiles = (n_sub + kSub - 1) / kSub;
-  int entry = -1;
   const int t = base + tid;
-  if (t < n_tiles) {
-    int4 s = summ[t * kSub];  // min lo, max lo, min hi, max hi
-#pragma unroll
-    for (int u = 1; u < kSub; ++u) {
-      if (t * kSub + u < n_sub) {
-        const int4 x = summ[t * kSub + u];
-        s = make_int4(min(s.x, x.x), max(s.y, x.y), min(s.z, x.z), max(s.w, x.w));
-      }
-    }
-    bool any = !(s.x > q_last || s.w <= q_first);
-    const bool complete = (t + 1) * kSub * block <= kv_len;
-    bool full = complete && s.y <= q_first && s.z > q_last;
-    if (any && sel != nullptr) {  // block selection: some / every (query block, key block) pair chose it
-      bool some = false, every = true;
-      for (int qb = q_first / block; qb <= q_last / block; ++qb) {
-#pragma unroll
-        for (int u = 0; u < kSub; ++u) {
-          if (t * kSub + u < n_sub) {
-            const bool v = sel[static_cast<int64_t>(qb) * sel_stride_q + t * kSub + u] != 0;
-            some |= v;
-            every &= v;
-          }
-        }
-      }
-      any = some;
-      full = full && every;
-    }
-    if (any) entry = t | (full ? 0 : int(0x80000000u));
-  }
+  const int entry =
+      t < n_tiles ? tile_entry<kSub>(summ, n_sub, t, q_first, q_last, kv_len, block, sel, sel_stride_q) : -1;
   const unsigned ballot = __ballot_sync(0xffffffffu, entry != -1);
   if (lane == 0) s_warp_count[warp] = __popc(ballot);
   __syncthreads();
@@ -476,8 +501,8 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
 }
 
 // The Hopper variant for head dim 128 (wgmma, TMA; sm_90a): query rows per CTA x keys per tile.
-// False, launching nothing, when TMA cannot address q, k or v (see make_map there) or the list of
-// key tiles does not fit in shared memory (over a million keys). Defined in
+// False, launching nothing, when TMA cannot address q, k or v (see make_map there). p.tile_summary
+// holds the summaries and the work counter (interval_workspace_bytes()). Defined in
 // interval_attention_wgmma.cu.
 enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };
 bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,

@@ -18,6 +18,7 @@ using namespace detail;
 
 constexpr int kBlockM = 128;  // query rows per CTA
 constexpr int kBlockN = 64;   // keys per tile
+static_assert(kBlockN == kSelectBlock, "the tile summaries are per kSelectBlock keys (interval_summary_bytes())");
 constexpr int kWarps = 4;
 constexpr int kRowsPerWarp = kBlockM / kWarps;  // two m16 fragments: each K/V fragment read from
 constexpr int kFrags = kRowsPerWarp / 16;       // shared memory serves 32 rows
@@ -230,8 +231,7 @@ void summarise(const IntervalParams& p, cudaStream_t stream) {
 }  // namespace
 
 size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
-  const size_t tiles = static_cast<size_t>((kv_len + kBlockN - 1) / kBlockN);
-  return static_cast<size_t>(batch) * kv_heads * tiles * sizeof(int4);
+  return interval_summary_bytes(batch, kv_heads, kv_len) + 16;  // the summaries, the work counter
 }
 
 size_t topk_workspace_bytes(int batch, int q_heads, int q_len) {
@@ -263,10 +263,10 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   if (p.q_len <= 0 || p.kv_len <= 0) return;
   summarise(p, stream);
   // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or 64 x 64 with a block
-  // selection (one query block per CTA, one key block per tile: a selected tile needs no
+  // selection (one query block per work item, one key block per tile: a selected tile needs no
   // per-element mask) or when p.rows_per_cta asks for 64. LCB_INTERVAL_KERNEL=wgmma64 asks for
   // 128 x 64, =wgmma64x1 for 64 x 64, =mma for the mma.sync kernel, which also runs when the wgmma
-  // kernel cannot take the tensors (TMA cannot address them, or over a million keys).
+  // kernel cannot take the tensors (TMA cannot address them).
   const char* env = std::getenv("LCB_INTERVAL_KERNEL");
   const std::string choice = env != nullptr ? env : "";
   const WgmmaShape shape = p.block_sel != nullptr                            ? WgmmaShape::kRows64Keys64

@@ -2,10 +2,11 @@
 // loads and mbarrier pipelines.
 //
 // The same algorithm as interval_attention.cu (tile summaries, the list of visible key tiles,
-// unmasked full tiles, heaviest query tiles first). One CTA = kWG consumer warpgroups of 64 query
-// rows (2; 1 for block selections, whose query blocks are 64 rows, so that each warpgroup's
-// tiles are all-or-nothing) and one producer warp that loads Q and the listed K/V tiles with TMA
-// into kStages buffers, signalling full/empty mbarriers per stage. S = Q·K^T reads Q and K from
+// unmasked full tiles, heaviest query tiles first), in persistent CTAs that take query tiles in
+// turn. One CTA = kWG consumer warpgroups of 64 query rows (2; 1 for block selections, whose query
+// blocks are 64 rows, so that each warpgroup's tiles are all-or-nothing) and one producer warp
+// that lists the visible key tiles and loads Q and those K/V tiles with TMA into kStages buffers,
+// signalling full/empty mbarriers per stage. S = Q·K^T reads Q and K from
 // shared memory (m64nNk16, both K-major); O += P·V takes P from registers (the S accumulators
 // rounded to 16 bits) and V from shared memory as an MN-major operand (m64n128k16). Tiles are in
 // the 128-byte swizzled layout both TMA and wgmma use: a [rows][128] tile is two column halves of
@@ -17,6 +18,8 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 namespace lcb::attn::cuda::detail {
@@ -131,162 +134,243 @@ __device__ __forceinline__ void store_rows(const float (&o)[kD / 2], const float
 }
 #endif
 
+// Persistent CTAs (kWG = 2) take query tiles in turn and hold two Q buffers; with one warpgroup
+// (64-row tiles, two CTAs per SM) each CTA takes one tile, blockIdx.x, and the hardware overlaps
+// one CTA's start with the other's work: persistent, the block selections' kernel measured 2-6%
+// slower at 64K (BENCHMARKS.md).
+template <int kWG>
+constexpr bool kOneTilePerCta = kWG == 1;
+template <int kWG>
+constexpr int kQBuffers = kOneTilePerCta<kWG> ? 1 : 2;
+
 template <int kBN, int kWG, int kStages>
-__host__ __device__ constexpr size_t tile_bytes() {
-  return 64 * kWG * kD * 2 + 2 * static_cast<size_t>(kStages) * kBN * kD * 2;
+__host__ __device__ constexpr size_t tile_bytes() {  // the Q buffers, the K and V stages
+  return kQBuffers<kWG> * 64 * kWG * kD * 2 + 2 * static_cast<size_t>(kStages) * kBN * kD * 2;
 }
 
-// One CTA per query tile (heaviest first within each head); one consumer loop per warpgroup: S_i,
-// wait, mask, softmax, wait for V_i, PV_i, wait, release the stage. Measured slower here and not
-// kept (BENCHMARKS.md): issuing S_i with PV_{i-1} and taking turns between the two warpgroups at
-// the GEMMs, as FlashAttention-3 does; a persistent grid that prepares the next query tile while
-// the current one computes.
+// Entries of the producer's tile list (tile_entry()'s, with the last of an item marked).
+constexpr int kLastTile = 0x40000000;  // the item's last entry
+constexpr int kTileBits = 0x3fffffff;  // the tile; all set: the item has no visible tile
+
+// Persistent (two warpgroups; see kOneTilePerCta): one CTA per SM, taking query tiles from a
+// global counter in query_tile()'s order (heaviest first within each head, heads in turn, so that
+// the CTAs at work at one time read the same keys). The producer warp works ahead across items:
+// it takes the next item as soon as it has listed the current one, loads its Q into the other Q
+// buffer, scans the key-tile summaries (32·kScan tiles per round of loads) and loads the visible
+// tiles into kStages K/V buffers, passing each tile's entry (and each item's query tile) through
+// shared memory, published by the mbarrier arrival that the consumers wait on. So one item's first
+// tiles load while the consumers finish the last one, and nothing waits for a launch, a list or a
+// first load between items. One consumer loop per warpgroup of 64 rows: S_i, wait, mask,
+// softmax, wait for V_i, PV_i, wait, release the stage. Measured slower here and not kept
+// (BENCHMARKS.md): issuing S_i with PV_{i-1} and taking turns between the two warpgroups at the
+// GEMMs, as FlashAttention-3 does.
 template <typename T, int kBN, int kWG, int kStages, bool kThr>
 __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
-    interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary,
-                       const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+    interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, int* work_counter,
+                       int n_items, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kBM = 64 * kWG, kThreads = 128 * kWG + 32;
+  constexpr int kBM = 64 * kWG;
   constexpr int kTileBytesQ = kBM * kD * 2;
   constexpr int kTileBytesKV = kBN * kD * 2;
   constexpr int kSub = kBN / kSummaryKeys;
+  constexpr int kScan = 8;  // tiles per producer lane and round of summary loads
+  constexpr int kQBufs = kQBuffers<kWG>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sq = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  unsigned char* sk = sq + kTileBytesQ;
+  unsigned char* sk = sq + kQBufs * kTileBytesQ;
   unsigned char* sv = sk + kStages * kTileBytesKV;
-  int* s_list = reinterpret_cast<int*>(sq + tile_bytes<kBN, kWG, kStages>());  // the visible tiles, built up front
-  __shared__ __align__(8) uint64_t full_q, full_k[kStages], full_v[kStages], empty[kStages];
-  __shared__ int s_warp_count[kThreads / 32];
+  __shared__ __align__(8) uint64_t full_q[2], empty_q[2], full_k[kStages], full_v[kStages], empty[kStages];
+  __shared__ int s_item[2], s_entry[kStages];
+  __shared__ QueryTile s_tile[2];  // item s_item[i]'s query tile, for the consumers
   // Per consumer warpgroup, two buffers (alternating over its masked tiles): a masked tile's key
   // intervals, loaded one key per thread while S computes, instead of every thread loading the
   // intervals of all its 32 columns from global memory after it.
   __shared__ int2 s_iv[kWG][2][kBN];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const QueryTile qt = query_tile<kBM>(p);
-  const int hq = qt.hq, b = qt.b, hkv = qt.hkv, m0 = qt.m0, q_first = qt.q_first, q_last = qt.q_last;
-  const int q_end = p.q_pos0 + p.q_len;
-  const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
   const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
   const int n_tiles = (n_sub + kSub - 1) / kSub;
-  const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_sub;
-  const bool producer = warp == kWG * 4;
-  const bool loader = warp == kWG * 4 && lane == 0;  // the one thread that initialises and loads
+  auto selection = [&](const QueryTile& qt) {
+    return p.block_sel ? p.block_sel + qt.b * p.sel_stride_b + qt.hq * p.sel_stride_h : nullptr;
+  };
 
-  if (loader) {
-    mbar_init(&full_q, 1);
+  if (tid == 0) {
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(&full_q[i], 1);
+      mbar_init(&empty_q[i], kWG * 4);  // one arrival per consumer warp
+    }
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&full_k[s], 1);
       mbar_init(&full_v[s], 1);
-      mbar_init(&empty[s], kWG * 4);  // one arrival per consumer warp
+      mbar_init(&empty[s], kWG * 4);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
-  if (loader) {  // Q first: it does not depend on the list
-    mbar_expect_tx(&full_q, kTileBytesQ);
-    tma_load(sq, &tq, &full_q, 0, m0, hq, b);
-    tma_load(sq + kBM * kRowBytes, &tq, &full_q, 64, m0, hq, b);
-  }
-  int count = 0;
-  for (int base = 0; base < n_tiles; base += kThreads) {
-    count += list_tiles<kThreads, kSub>(summ, n_sub, base, q_first, q_last, p.kv_len, kSummaryKeys, sel,
-                                        p.sel_stride_q, s_list + count, s_warp_count);
-  }
 
-  if (producer) {
-    if (loader) {
-      for (int i = 0; i < count; ++i) {
-        const int stage = i % kStages;
-        if (i >= kStages) mbar_wait(&empty[stage], ((i / kStages) - 1) & 1);
-        const int key0 = (s_list[i] & 0x7fffffff) * kBN;
-        unsigned char* dk = sk + stage * kTileBytesKV;
-        unsigned char* dv = sv + stage * kTileBytesKV;
-        mbar_expect_tx(&full_k[stage], kTileBytesKV);
-        tma_load(dk, &tk, &full_k[stage], 0, key0, hkv, b);
-        tma_load(dk + kBN * kRowBytes, &tk, &full_k[stage], 64, key0, hkv, b);
-        mbar_expect_tx(&full_v[stage], kTileBytesKV);
-        tma_load(dv, &tv, &full_v[stage], 0, key0, hkv, b);
-        tma_load(dv + kBN * kRowBytes, &tv, &full_v[stage], 64, key0, hkv, b);
+  if (warp == kWG * 4) {  // the producer warp: lane 0 waits and issues, the warp scans
+    int use = 0;          // K/V stage uses so far
+    for (int n = 0;; ++n) {
+      const int qb = n % kQBufs;
+      int item = 0;
+      if (lane == 0) {
+        if constexpr (kOneTilePerCta<kWG>) {
+          item = n == 0 ? static_cast<int>(blockIdx.x) : n_items;
+        } else {
+          item = atomicAdd(work_counter, 1);
+        }
+        if (n >= kQBufs) mbar_wait(&empty_q[qb], ((n / kQBufs) - 1) & 1);  // item n - kQBufs is done with it
+        s_item[qb] = item;
+        if (item < n_items) {
+          const QueryTile qt = query_tile<kBM>(p, item);
+          s_tile[qb] = qt;
+          mbar_expect_tx(&full_q[qb], kTileBytesQ);
+          tma_load(sq + qb * kTileBytesQ, &tq, &full_q[qb], 0, qt.m0, qt.hq, qt.b);
+          tma_load(sq + qb * kTileBytesQ + kBM * kRowBytes, &tq, &full_q[qb], 64, qt.m0, qt.hq, qt.b);
+        } else {
+          mbar_arrive(&full_q[qb]);  // no more work: the consumers read the item and stop
+        }
       }
+      item = __shfl_sync(0xffffffffu, item, 0);
+      if (item >= n_items) break;
+      const QueryTile qt = query_tile<kBM>(p, item);
+      const int4* summ = summary + static_cast<int64_t>(qt.b * p.kv_heads + qt.hkv) * n_sub;
+      const uint8_t* sel = selection(qt);
+      // Stage use `use` gets entry e and, unless the item has no visible tile, tile e's K and V.
+      auto issue = [&](int e) {
+        const int stage = use % kStages;
+        if (use >= kStages) mbar_wait(&empty[stage], ((use / kStages) - 1) & 1);
+        s_entry[stage] = e;  // published by the arrivals below (release), read after the waits
+        if ((e & kTileBits) == kTileBits) {
+          mbar_arrive(&full_k[stage]);
+          mbar_arrive(&full_v[stage]);
+        } else {
+          const int key0 = (e & kTileBits) * kBN;
+          unsigned char* dk = sk + stage * kTileBytesKV;
+          unsigned char* dv = sv + stage * kTileBytesKV;
+          mbar_expect_tx(&full_k[stage], kTileBytesKV);
+          tma_load(dk, &tk, &full_k[stage], 0, key0, qt.hkv, qt.b);
+          tma_load(dk + kBN * kRowBytes, &tk, &full_k[stage], 64, key0, qt.hkv, qt.b);
+          mbar_expect_tx(&full_v[stage], kTileBytesKV);
+          tma_load(dv, &tv, &full_v[stage], 0, key0, qt.hkv, qt.b);
+          tma_load(dv + kBN * kRowBytes, &tv, &full_v[stage], 64, key0, qt.hkv, qt.b);
+        }
+        ++use;
+      };
+      // The visible tiles in order; each is issued once the next is found, so that the last can
+      // be marked.
+      int pending = -1;
+      for (int base = 0; base < n_tiles; base += 32 * kScan) {
+        int e[kScan];
+#pragma unroll
+        for (int j = 0; j < kScan; ++j) {
+          const int t = base + j * 32 + lane;
+          e[j] = t < n_tiles ? tile_entry<kSub>(summ, n_sub, t, qt.q_first, qt.q_last, p.kv_len, kSummaryKeys, sel,
+                                                p.sel_stride_q)
+                             : -1;
+        }
+#pragma unroll
+        for (int j = 0; j < kScan; ++j) {
+          for (unsigned found = __ballot_sync(0xffffffffu, e[j] != -1); found != 0; found &= found - 1) {
+            const int next = __shfl_sync(0xffffffffu, e[j], __ffs(found) - 1);
+            if (lane == 0 && pending != -1) issue(pending);
+            pending = next;
+          }
+        }
+      }
+      if (lane == 0) issue(pending != -1 ? pending | kLastTile : kLastTile | kTileBits);
+      __syncwarp();
     }
     return;
   }
 
   const int wg = warp / 4, wq = warp % 4, g = lane / 4, tig = lane % 4;
   const int row_base = wg * 64 + wq * 16 + g;  // this thread's rows: row_base and row_base + 8
-  const int pos_base = q_first + row_base;
-  const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
-  const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
-  const unsigned char* sq_wg = sq + wg * 64 * kRowBytes;
-  float o[kD / 2];
-#pragma unroll
-  for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f}, corr[2];
+  const int q_end = p.q_pos0 + p.q_len;
   const float scale_log2 = p.scale * 1.4426950408889634f;
-  float s[kBN / 2];
-  uint32_t pa[kBN / 16][4];
-  float thr[2] = {-INFINITY, -INFINITY};  // with kThr: the rows' bounds as scores
-  if constexpr (kThr) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {  // rows past the end read the last row's (no branch around the load)
-      const int row = min(m0 + row_base + r * 8, p.q_len - 1);
-      thr[r] = topk::score_of_key(p.row_state[(static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + row) * 4 + 3]);
-    }
-  }
   static_assert(kBN <= 128, "one key of a masked tile per thread of the warpgroup");
   const int t_wg = tid % 128;  // this thread's key of a masked tile
-  int n_masked = 0;
-  auto mask = [&](int i, int2 iv) {
-    const int e = s_list[i];
-    if (e < 0) {
-      int2* buf = s_iv[wg][n_masked++ & 1];
-      if (t_wg < kBN) buf[t_wg] = iv;
-      group_sync<128>(1 + wg);  // the warpgroup's intervals stored; the other buffer is no longer read
-      mask_tile_by<kBN>(s, (e & 0x7fffffff) * kBN, [buf](int k) { return buf[k]; }, pos_base, sel, p.sel_stride_q, q_end,
-                        tig);
-    }
+  float o[kD / 2], s[kBN / 2];
+  uint32_t pa[kBN / 16][4];
+  int use = 0, n_masked = 0;
+  for (int n = 0;; ++n) {
+    const int qb = n % kQBufs;
+    mbar_wait(&full_q[qb], (n / kQBufs) & 1);
+    const int item = s_item[qb];
+    if (item >= n_items) break;
+    // Few registers are free here: what masked tiles and the epilogue use comes from s_tile[qb]
+    // where they need it.
+    const QueryTile& qt = s_tile[qb];
+    const unsigned char* sq_wg = sq + qb * kTileBytesQ + wg * 64 * kRowBytes;
+#pragma unroll
+    for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f}, corr[2];
+    float thr[2] = {-INFINITY, -INFINITY};  // with kThr: the rows' bounds as scores
     if constexpr (kThr) {
 #pragma unroll
-      for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            float& x = s[j * 4 + r * 2 + c];
-            x = x < thr[r] ? -INFINITY : x;
-          }
+      for (int r = 0; r < 2; ++r) {  // rows past the end read the last row's (no branch around the load)
+        const int row = min(qt.m0 + row_base + r * 8, p.q_len - 1);
+        thr[r] = topk::score_of_key(p.row_state[(static_cast<int64_t>(qt.b * p.q_heads + qt.hq) * p.q_len + row) * 4 + 3]);
+      }
     }
-  };
-
-  mbar_wait(&full_q, 0);  // also when nothing is visible: no copy may be in flight at exit
-  for (int i = 0; i < count; ++i) {
-    const int stage = i % kStages;
-    const uint32_t phase = (i / kStages) & 1;
-    // A masked tile's interval of this thread's key, loaded before S is issued (its latency hides
-    // behind the GEMM; past kv_len never visible).
-    int2 iv = make_int2(kNever, -kNever);
-    if (s_list[i] < 0) {
-      const int key = (s_list[i] & 0x7fffffff) * kBN + t_wg;
-      if (t_wg < kBN && key < p.kv_len) iv = make_int2(lo[key], hi[key]);
+    for (;;) {
+      const int stage = use % kStages;
+      const uint32_t phase = (use / kStages) & 1;
+      ++use;
+      mbar_wait(&full_k[stage], phase);
+      const int e = s_entry[stage];
+      if ((e & kTileBits) == kTileBits) {  // nothing visible; full_v's phase, arrived at too, is
+        mbar_wait(&full_v[stage], phase);  // waited for as well (no phase completes unobserved)
+        __syncwarp();                      // every lane has read the entry
+        if (lane == 0) mbar_arrive(&empty[stage]);
+        break;
+      }
+      const int key0 = (e & kTileBits) * kBN;
+      // A masked tile's interval of this thread's key, loaded before S is issued (its latency hides
+      // behind the GEMM; past kv_len never visible).
+      int2 iv = make_int2(kNever, -kNever);
+      if (e < 0 && t_wg < kBN && key0 + t_wg < p.kv_len) {
+        const int64_t n = qt.b * p.iv_stride_b + qt.hkv * p.iv_stride_h + key0 + t_wg;
+        iv = make_int2(p.lo[n], p.hi[n]);
+      }
+      wgmma_fence();
+      issue_qk<T, kBN, kBM>(s, sq_wg, sk + stage * kTileBytesKV);
+      wgmma_commit();
+      wgmma_wait_all();
+      if (e < 0) {
+        int2* buf = s_iv[wg][n_masked++ & 1];
+        if (t_wg < kBN) buf[t_wg] = iv;
+        group_sync<128>(1 + wg);  // the warpgroup's intervals stored; the other buffer is no longer read
+        mask_tile_by<kBN>(s, key0, [buf](int k) { return buf[k]; }, qt.q_first + row_base, selection(qt), p.sel_stride_q,
+                          q_end, tig);
+      }
+      if constexpr (kThr) {
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              float& x = s[j * 4 + r * 2 + c];
+              x = x < thr[r] ? -INFINITY : x;
+            }
+      }
+      softmax_tile<kBN>(s, row_max, row_sum, corr, scale_log2);
+      rescale_and_pack<T, kBN>(o, corr, s, pa);
+      mbar_wait(&full_v[stage], phase);
+      wgmma_fence();
+      issue_pv<T, kBN>(o, pa, sv + stage * kTileBytesKV);
+      wgmma_commit();
+      wgmma_wait_all();
+      __syncwarp();  // the warp's reads of the stage (and of its entry) precede lane 0's release
+      if (lane == 0) mbar_arrive(&empty[stage]);
+      if (e & kLastTile) break;
     }
-    mbar_wait(&full_k[stage], phase);
-    wgmma_fence();
-    issue_qk<T, kBN, kBM>(s, sq_wg, sk + stage * kTileBytesKV);
-    wgmma_commit();
-    wgmma_wait_all();
-    mask(i, iv);
-    softmax_tile<kBN>(s, row_max, row_sum, corr, scale_log2);
-    rescale_and_pack<T, kBN>(o, corr, s, pa);
-    mbar_wait(&full_v[stage], phase);
-    wgmma_fence();
-    issue_pv<T, kBN>(o, pa, sv + stage * kTileBytesKV);
-    wgmma_commit();
-    wgmma_wait_all();
-    if (lane == 0) mbar_arrive(&empty[stage]);
+    store_rows<T>(o, row_sum, p, qt.b, qt.hq, qt.m0 + row_base);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty_q[qb]);  // the item's Q and s_tile[qb] are no longer read
   }
-  store_rows<T>(o, row_sum, p, b, hq, m0 + row_base);
 #else
   __trap();  // built without sm_90a
 #endif
@@ -553,20 +637,27 @@ bool make_map(CUtensorMap* map, const void* x, const Strides& st, int batch, int
 template <typename T, int kBN, int kWG, int kStages, bool kThr = false>
 bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  constexpr int kBM = 64 * kWG;
   CUtensorMap tq, tk, tv;
-  if (!make_map(&tq, p.q, p.q_st, p.batch, p.q_heads, p.q_len, 64 * kWG, bf16) ||
+  if (!make_map(&tq, p.q, p.q_st, p.batch, p.q_heads, p.q_len, kBM, bf16) ||
       !make_map(&tk, p.k, p.k_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16) ||
       !make_map(&tv, p.v, p.v_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16)) {
     return false;
   }
-  const int n_tiles = (p.kv_len + kBN - 1) / kBN;
-  const size_t smem = tile_bytes<kBN, kWG, kStages>() + static_cast<size_t>(n_tiles) * sizeof(int) + 1024;
-  if (smem > smem_optin()) return false;  // a tile list this long (over a million keys) does not fit
+  const int64_t items = static_cast<int64_t>((p.q_len + kBM - 1) / kBM) * p.q_heads * p.batch;
+  if (items > INT32_MAX || (p.kv_len + kBN - 1) / kBN > kTileBits) return false;
+  const size_t smem = tile_bytes<kBN, kWG, kStages>() + 1024;
+  if (smem > smem_optin()) return false;
   auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages, kThr>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "wgmma shared memory attribute");
-  const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
-  kernel<<<grid, 128 * kWG + 32, smem, stream>>>(p, summary, tq, tk, tv);
+  int* counter = work_counter(p);
+  int ctas = static_cast<int>(items);
+  if constexpr (!kOneTilePerCta<kWG>) {
+    check(cudaMemsetAsync(counter, 0, sizeof(int), stream), "wgmma work counter");
+    ctas = static_cast<int>(std::min<int64_t>(items, sm_count()));
+  }
+  kernel<<<ctas, 128 * kWG + 32, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv);
   check(cudaGetLastError(), "wgmma launch");
   return true;
 }
