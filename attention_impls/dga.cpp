@@ -88,7 +88,8 @@ class Dga final : public Attention {
   }
 
   // The DGA layout of a prefill: compressed keys/values with intervals [focal ; aggregates ; raw
-  // non-focal], and where the raw rows came from.
+  // non-focal] (on the CUDA fast path focal and aggregates merged in order of lo), and where the
+  // raw rows came from.
   struct Layout {
     at::Tensor keys, values;  // [B, Hkv, N, D]
     at::Tensor lo, hi;        // [B, Hkv, N]
@@ -144,11 +145,13 @@ class Dga final : public Attention {
       lay.values = out.values;
       lay.lo = out.lo;
       lay.hi = out.hi;
-      // Views into the layout (forward() copies them for a decode cache).
-      lay.focal_k = lay.keys.narrow(2, 0, F);
-      lay.focal_v = lay.values.narrow(2, 0, F);
-      lay.agg_k = lay.keys.narrow(2, F, G);
-      lay.agg_v = lay.values.narrow(2, F, G);
+      // Views into the layout (forward() copies them for a decode cache). Focal rows and aggregates
+      // come merged in order of lo here; the decode cache attends to both alike, so they go to it
+      // as its focal part, and its aggregates start empty.
+      lay.focal_k = lay.keys.narrow(2, 0, F + G);
+      lay.focal_v = lay.values.narrow(2, 0, F + G);
+      lay.agg_k = lay.keys.narrow(2, F + G, 0);
+      lay.agg_v = lay.values.narrow(2, F + G, 0);
       lay.tail_k = lay.keys.narrow(2, F + G + G * m_, T);
       lay.tail_v = lay.values.narrow(2, F + G + G * m_, T);
       return lay;

@@ -467,8 +467,11 @@ namespace {
 
 // Launches the group aggregation of `positions` [B, Hkv, G, m] into rows row0 .. row0 + G - 1 of
 // out_k / out_v [B, Hkv, rows, D].
+// With order (dga_layout()'s), aggregate g goes to its merged row among the focal positions
+// order[..., L - n_focal ..] instead of row0 + g.
 void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
-                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0) {
+                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0,
+                          const at::Tensor& order = at::Tensor(), int64_t n_focal = 0) {
   const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3);
   const at::Tensor pos = positions.to(at::kLong).contiguous();
   cuda::DgaAggregateParams p;
@@ -490,6 +493,11 @@ void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.n_groups = static_cast<int>(G);
   p.m = static_cast<int>(positions.size(3));
   p.scale = static_cast<float>(scale);
+  if (order.defined()) {
+    p.focal_pos = order.data_ptr<int64_t>() + (order.size(2) - n_focal);
+    p.focal_stride = order.size(2);
+    p.n_focal = static_cast<int>(n_focal);
+  }
   cuda::dga_aggregate(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
 }
 
@@ -519,7 +527,7 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
   out.hi = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
   if (G > 0) {
     const at::Tensor grouped = order.narrow(-1, 0, G * m).view({B, Hkv, G, m});
-    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, focal);
+    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, order, focal);
   }
   cuda::DgaLayoutParams p;
   p.k = k.data_ptr();

@@ -102,8 +102,9 @@ std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q, const at::T
                                                 const at::Tensor& positions, double scale);
 
 // DGA's compressed layout (steps 3-5) from dga_order()'s order: keys / values [B, Hkv, N, D] in
-// k's dtype, rows [focal ; aggregates of the (L - focal) / m full groups ; raw non-focal], and
-// their visibility intervals lo / hi, int32 [B, Hkv, N] (INT32_MAX: never).
+// k's dtype, rows [the focal tokens and the aggregates of the (L - focal) / m full groups, merged
+// in order of lo ; raw non-focal], and their visibility intervals lo / hi, int32 [B, Hkv, N]
+// (INT32_MAX: never).
 struct DgaLayout {
   at::Tensor keys, values, lo, hi;
 };

@@ -475,30 +475,50 @@ TEST(DgaKernels, AggregatesMatchFloat64) {
 }
 
 // The whole DGA layout from the kernels (dga_plan on CUDA) against the reference's (on the CPU):
-// the same intervals, the same focal and raw rows, aggregates within the dtype's rounding.
+// the same intervals, the same focal and raw rows, aggregates within the dtype's rounding. The
+// kernels merge focal rows and aggregates in order of lo, so both layouts are compared with their
+// rows in order of (lo, hi), which no two rows share.
 TEST(DgaKernels, LayoutMatchesTheReference) {
   REQUIRE_GPU();
+  // Rows of a layout [B, Hkv, N, ...] in order of (lo, hi); lo and hi int64 on the CPU, hi
+  // clamped to INT32_MAX (never).
+  struct Rows {
+    at::Tensor keys, values, lo, hi;
+  };
+  auto in_order = [](const at::Tensor& keys, const at::Tensor& values, const at::Tensor& lo, const at::Tensor& hi) {
+    const at::Tensor hi_c = hi.clamp_max(INT32_MAX);
+    const at::Tensor idx = at::argsort(lo * (int64_t{1} << 31) + hi_c, /*stable=*/true, -1, /*descending=*/false);
+    const at::Tensor rows = idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), keys.size(3)});
+    return Rows{keys.gather(2, rows), values.gather(2, rows), lo.gather(2, idx), hi_c.gather(2, idx)};
+  };
   for (const std::string spec : {"dga:m=16,gamma=0.1", "dga:m=4,gamma=0.25,samples=8,sample=strided", "dga:m=7,gamma=0.3"}) {
     const auto impl = attn::make_attention(spec);
     for (const Case c : {Case{333, 8, 2, 64}, Case{1000, 8, 8, 128}, Case{17, 4, 1, 128}}) {
       const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, c.L, c.d, 70 + c.L, at::kBFloat16, kCuda);
       const double scale = 1.0 / std::sqrt(double(c.d));
-      const attn::DgaPlan gpu = attn::dga_plan(*impl, in.q, in.k, in.v, scale);
-      const attn::DgaPlan cpu = attn::dga_plan(*impl, in.q.to(at::kCPU), in.k.to(at::kCPU), in.v.to(at::kCPU), scale);
-      ASSERT_EQ(gpu.keys.sizes(), cpu.keys.sizes()) << spec << " L=" << c.L;
-      const at::Tensor never = at::full({}, attn::ref::kNever, at::TensorOptions().dtype(at::kLong));
-      const at::Tensor hi_gpu = gpu.hi.to(at::kCPU).to(at::kLong);
-      EXPECT_TRUE(gpu.lo.to(at::kCPU).to(at::kLong).equal(cpu.lo)) << spec << " L=" << c.L << ": lo differs";
-      EXPECT_TRUE(at::where(hi_gpu.eq(INT32_MAX), never, hi_gpu).equal(cpu.hi)) << spec << " L=" << c.L << ": hi differs";
+      const attn::DgaPlan gpu_plan = attn::dga_plan(*impl, in.q, in.k, in.v, scale);
+      const attn::DgaPlan cpu_plan = attn::dga_plan(*impl, in.q.to(at::kCPU), in.k.to(at::kCPU), in.v.to(at::kCPU), scale);
+      ASSERT_EQ(gpu_plan.keys.sizes(), cpu_plan.keys.sizes()) << spec << " L=" << c.L;
+      const Rows gpu = in_order(gpu_plan.keys.to(at::kCPU).to(at::kFloat), gpu_plan.values.to(at::kCPU).to(at::kFloat),
+                                gpu_plan.lo.to(at::kCPU).to(at::kLong), gpu_plan.hi.to(at::kCPU).to(at::kLong));
+      const Rows cpu = in_order(cpu_plan.keys.to(at::kBFloat16).to(at::kFloat), cpu_plan.values.to(at::kBFloat16).to(at::kFloat),
+                                cpu_plan.lo, cpu_plan.hi);
+      EXPECT_TRUE(gpu.lo.equal(cpu.lo)) << spec << " L=" << c.L << ": lo differs";
+      EXPECT_TRUE(gpu.hi.equal(cpu.hi)) << spec << " L=" << c.L << ": hi differs";
       // Rows copied from K/V are exact; the aggregate rows differ by at most the bf16 rounding of
       // the float32 weighted sums.
-      const at::Tensor kg = gpu.keys.to(at::kCPU).to(at::kFloat), vg = gpu.values.to(at::kCPU).to(at::kFloat);
-      const at::Tensor kc = cpu.keys.to(at::kBFloat16).to(at::kFloat), vc = cpu.values.to(at::kBFloat16).to(at::kFloat);
-      const double err_k = test::rel_l2(kg, kc), err_v = test::rel_l2(vg, vc);
+      const double err_k = test::rel_l2(gpu.keys, cpu.keys), err_v = test::rel_l2(gpu.values, cpu.values);
       EXPECT_LT(err_k, 1e-3) << spec << " L=" << c.L;
       EXPECT_LT(err_v, 1e-3) << spec << " L=" << c.L;
     }
   }
+  // The merged part really is in order of lo on the GPU (what saves the partially visible tiles).
+  const auto impl = attn::make_attention("dga:m=16,gamma=0.1");
+  const auto in = test::random_qkv(1, 8, 2, 2000, 2000, 128, 9, at::kBFloat16, kCuda);
+  const attn::DgaPlan plan = attn::dga_plan(*impl, in.q, in.k, in.v, 1.0 / std::sqrt(128.0));
+  const int64_t focal = (2000 + 9) / 10, merged = focal + (2000 - focal) / 16;  // ceil(0.1 L) + full groups
+  const at::Tensor lo = plan.lo.to(at::kCPU).to(at::kLong).narrow(-1, 0, merged);
+  EXPECT_TRUE(lo.narrow(-1, 1, merged - 1).gt(lo.narrow(-1, 0, merged - 1)).all().item<bool>());
 }
 
 // GQA runs the tensor-core kernel, or with LCB_DECODE_KERNEL=simt the CUDA-core one (MHA's).

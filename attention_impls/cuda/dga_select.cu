@@ -211,6 +211,21 @@ __global__ void __launch_bounds__(kThreadsS) focal_kernel(DgaSelectParams p, uin
   }
 }
 
+// How many of at(0 .. n-1) (ascending) are below x.
+template <typename At>
+__device__ __forceinline__ int count_below(At at, int n, int64_t x) {
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (at(mid) < x) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
 // One warp per group: w = softmax_j(scale · mean over the kv head's query heads of q_{h,e}·k_j)
 // (e the group's last position), agg = Σ_j w_j (k_j, v_j), accumulated with an online softmax.
 template <typename T, int kD>
@@ -258,7 +273,12 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
     }
     run_max = mn;
   }
-  const int64_t row = p.out_row0 + warp_global % p.n_groups;
+  const int g = warp_global % p.n_groups;
+  int64_t row = p.out_row0 + g;
+  if (p.focal_pos != nullptr) {  // merged with the focal rows by position
+    const int64_t* focal = p.focal_pos + static_cast<int64_t>(bh) * p.focal_stride;
+    row = g + count_below([focal](int i) { return focal[i]; }, p.n_focal, e);
+  }
   T* ok = static_cast<T*>(p.agg_k) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
   T* ov = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
 #pragma unroll
@@ -268,8 +288,10 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   }
 }
 
-// One warp per output row of (b, kv head): copies the focal and raw rows of K and V (the
-// aggregate rows are left to aggregate_kernel) and writes every row's interval.
+// One warp per row of (b, kv head), taken in the order [focal ; aggregates ; raw]: copies the
+// focal and raw rows of K and V (the aggregate rows are left to aggregate_kernel) and writes
+// every row's interval. Focal row i and aggregate g go to their places in the merged part (no
+// focal position equals a group end: those are non-focal).
 template <int kD>
 __global__ void layout_kernel(DgaLayoutParams p) {
   using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kD·2 bytes over 32 lanes
@@ -285,11 +307,15 @@ __global__ void layout_kernel(DgaLayoutParams p) {
   auto group_end = [&](int g) { return static_cast<int32_t>(order[g * p.m + p.m - 1]); };
   int64_t pos = -1;
   int32_t lo, hi = kNever;
+  int dst = n;
   if (n < p.focal) {
     pos = order[raw + n];
     lo = static_cast<int32_t>(pos);
+    dst = n + count_below(group_end, p.groups, pos);
   } else if (n < p.focal + p.groups) {
-    lo = group_end(n - p.focal);
+    const int g = n - p.focal;
+    lo = group_end(g);
+    dst = g + count_below([&](int i) { return order[raw + i]; }, p.focal, lo);
   } else {
     const int r = n - p.focal - p.groups, g = r / p.m;
     pos = order[r];
@@ -297,11 +323,11 @@ __global__ void layout_kernel(DgaLayoutParams p) {
     if (g < p.groups) hi = group_end(g);
   }
   if (lane == 0) {
-    p.lo[bh * n_rows + n] = lo;
-    p.hi[bh * n_rows + n] = hi;
+    p.lo[bh * n_rows + dst] = lo;
+    p.hi[bh * n_rows + dst] = hi;
   }
   if (pos >= 0) {
-    const int64_t out = b * p.out_st.b + hkv * p.out_st.h + static_cast<int64_t>(n) * p.out_st.l;
+    const int64_t out = b * p.out_st.b + hkv * p.out_st.h + static_cast<int64_t>(dst) * p.out_st.l;
     const auto* ks = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + pos * p.k_st.l);
     const auto* vs = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + pos * p.v_st.l);
     reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.keys) + out)[lane] = ks[lane];
