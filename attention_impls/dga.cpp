@@ -21,11 +21,12 @@
 namespace lcb::attn {
 namespace {
 
-// The attention step's CTA shape: up to 32K tokens each 128-row query tile of DGA's layout has
-// few, uneven key tiles and 64-row CTAs (two per SM) finish sooner (BENCHMARKS.md, fourth
-// session: 4K 0.34 -> 0.21 ms, 16K 1.71 -> 1.29 ms, 32K 4.70 -> 4.17 ms); at 64K the 128-row
-// CTAs are faster.
-int64_t rows_per_cta(int64_t kv_len) { return kv_len <= 32768 ? 64 : 0; }
+// The attention step's CTA shape: up to 8K tokens each 128-row query tile of DGA's layout has
+// few, uneven key tiles and 64-row CTAs (two per SM) finish about as soon or sooner; from 16K on
+// the persistent 128-row kernel is as fast or faster (BENCHMARKS.md, seventh session: GQA, whole
+// prefill, 64- vs 128-row: 4K 0.329 / 0.334 ms, 8K 0.598 / 0.607, 16K 1.52 / 1.51 and 1.46 /
+// 1.32, 32K 4.36 / 3.76; MHA 16K 1.81 / 1.70).
+int64_t rows_per_cta(int64_t kv_len) { return kv_len <= 8192 ? 64 : 0; }
 
 using ref::kNever;
 

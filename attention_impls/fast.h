@@ -27,8 +27,8 @@ std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const a
 // [B, Hq, Lq, D] in q's dtype.
 // With block_sel (bool or uint8 [B, Hq, ceil(Lq_end / 64), ceil(N / 64)]), key n is visible to the
 // query at position p only if also block_sel[b, hq, p / 64, n / 64] (block-sparse attention).
-// rows_per_cta: 64 asks the head-dim-128 kernel for 64-row CTAs (two per SM; faster for short,
-// uneven visibility such as DGA's below 32K keys), 0 for its default.
+// rows_per_cta: 64 asks the head-dim-128 kernel for 64-row CTAs (two per SM, one query tile
+// each; DGA uses them up to 8K keys), 0 for its default (persistent 128-row CTAs).
 at::Tensor interval_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
                               const at::Tensor& hi, int64_t q_pos0, double scale,
                               const at::Tensor& block_sel = at::Tensor(), int64_t rows_per_cta = 0);
