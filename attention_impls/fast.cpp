@@ -466,9 +466,8 @@ std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q_in, const at::Te
 namespace {
 
 // Launches the group aggregation of `positions` [B, Hkv, G, m] into rows row0 .. row0 + G - 1 of
-// out_k / out_v [B, Hkv, rows, D].
-// With order (dga_layout()'s), aggregate g goes to its merged row among the focal positions
-// order[..., L - n_focal ..] instead of row0 + g.
+// out_k / out_v [B, Hkv, rows, D]; with `order` (dga_layout()'s), aggregate g goes instead to
+// its row among the focal positions order[..., L - n_focal ..], merged in order of position.
 void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
                           double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0,
                           const at::Tensor& order = at::Tensor(), int64_t n_focal = 0) {
