@@ -68,6 +68,15 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
       : "memory");
 }
+// Rows [row0, row0 + kRows) of (batch b, head h) of a [B][H][L][128] tensor map into a swizzled
+// [kRows][128] tile (two 64-column halves, kRows rows apart), its bytes expected on `bar`.
+template <int kRows>
+__device__ __forceinline__ void tma_load_rows(unsigned char* dst, const CUtensorMap* map, uint64_t* bar, int row0,
+                                              int h, int b) {
+  mbar_expect_tx(bar, kRows * kD * 2);
+  tma_load(dst, map, bar, 0, row0, h, b);
+  tma_load(dst + kRows * kRowBytes, map, bar, 64, row0, h, b);
+}
 
 // S = Q K^T for one warpgroup's 64 rows and a tile of kBN keys (issued, not waited for).
 template <typename T, int kBN, int kBM>
@@ -225,9 +234,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
         if (item < n_items) {
           const QueryTile qt = query_tile<kBM>(p, item);
           s_tile[qb] = qt;
-          mbar_expect_tx(&full_q[qb], kTileBytesQ);
-          tma_load(sq + qb * kTileBytesQ, &tq, &full_q[qb], 0, qt.m0, qt.hq, qt.b);
-          tma_load(sq + qb * kTileBytesQ + kBM * kRowBytes, &tq, &full_q[qb], 64, qt.m0, qt.hq, qt.b);
+          tma_load_rows<kBM>(sq + qb * kTileBytesQ, &tq, &full_q[qb], qt.m0, qt.hq, qt.b);
         } else {
           mbar_arrive(&full_q[qb]);  // no more work: the consumers read the item and stop
         }
@@ -247,14 +254,8 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
           mbar_arrive(&full_v[stage]);
         } else {
           const int key0 = (e & kTileBits) * kBN;
-          unsigned char* dk = sk + stage * kTileBytesKV;
-          unsigned char* dv = sv + stage * kTileBytesKV;
-          mbar_expect_tx(&full_k[stage], kTileBytesKV);
-          tma_load(dk, &tk, &full_k[stage], 0, key0, qt.hkv, qt.b);
-          tma_load(dk + kBN * kRowBytes, &tk, &full_k[stage], 64, key0, qt.hkv, qt.b);
-          mbar_expect_tx(&full_v[stage], kTileBytesKV);
-          tma_load(dv, &tv, &full_v[stage], 0, key0, qt.hkv, qt.b);
-          tma_load(dv + kBN * kRowBytes, &tv, &full_v[stage], 64, key0, qt.hkv, qt.b);
+          tma_load_rows<kBN>(sk + stage * kTileBytesKV, &tk, &full_k[stage], key0, qt.hkv, qt.b);
+          tma_load_rows<kBN>(sv + stage * kTileBytesKV, &tv, &full_v[stage], key0, qt.hkv, qt.b);
         }
         ++use;
       };
@@ -447,9 +448,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   }
   __syncthreads();
   if (loader) {
-    mbar_expect_tx(&full_q, kTileBytesQ);
-    tma_load(sq, &tq, &full_q, 0, m0, hq, b);
-    tma_load(sq + kBM * kRowBytes, &tq, &full_q, 64, m0, hq, b);
+    tma_load_rows<kBM>(sq, &tq, &full_q, m0, hq, b);
   }
   int count = 0;
   for (int base = 0; base < n_tiles; base += kThreads) {
@@ -462,11 +461,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
       for (int i = 0; i < count; ++i) {
         const int stage = i % kStages;
         if (i >= kStages) mbar_wait(&empty[stage], ((i / kStages) - 1) & 1);
-        const int key0 = (s_list[i] & 0x7fffffff) * kBN;
-        unsigned char* dk = sk + stage * kTileBytesK;
-        mbar_expect_tx(&full_k[stage], kTileBytesK);
-        tma_load(dk, &tk, &full_k[stage], 0, key0, hkv, b);
-        tma_load(dk + kBN * kRowBytes, &tk, &full_k[stage], 64, key0, hkv, b);
+        tma_load_rows<kBN>(sk + stage * kTileBytesK, &tk, &full_k[stage], (s_list[i] & 0x7fffffff) * kBN, hkv, b);
       }
     }
     return;
