@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
     const int count = list_tiles<kThreads>(summ, n_tiles, base, q_first, q_last, p.kv_len, kBlockN, sel, p.sel_stride_q,
                                            s_list, s_warp_count);
     if (count > 0) {
-      const int t0 = s_list[0] & 0x7fffffff;
+      const int t0 = s_list[0] & ~kMaskedTile;
       load_tile<T, D, kBlockN>(sk + (it & 1) * kBlockN * D, kbase, p.k_st.l, t0 * kBlockN, p.kv_len);
       load_tile<T, D, kBlockN>(sv + (it & 1) * kBlockN * D, vbase, p.v_st.l, t0 * kBlockN, p.kv_len);
       cp_async_commit();
@@ -115,13 +115,13 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
       cp_async_wait_all();
       __syncthreads();  // tile i (and Q) visible to all; everyone is done with the other buffer
       if (i + 1 < count) {
-        const int tn = s_list[i + 1] & 0x7fffffff;
+        const int tn = s_list[i + 1] & ~kMaskedTile;
         load_tile<T, D, kBlockN>(sk + ((it + 1) & 1) * kBlockN * D, kbase, p.k_st.l, tn * kBlockN, p.kv_len);
         load_tile<T, D, kBlockN>(sv + ((it + 1) & 1) * kBlockN * D, vbase, p.v_st.l, tn * kBlockN, p.kv_len);
         cp_async_commit();
       }
       const int e = s_list[i];
-      const int tile = e & 0x7fffffff;
+      const int tile = e & ~kMaskedTile;
       const bool masked = e < 0;
       const T* ck = sk + (it & 1) * kBlockN * D;
       const T* cv = sv + (it & 1) * kBlockN * D;

@@ -461,7 +461,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
       for (int i = 0; i < count; ++i) {
         const int stage = i % kStages;
         if (i >= kStages) mbar_wait(&empty[stage], ((i / kStages) - 1) & 1);
-        tma_load_rows<kBN>(sk + stage * kTileBytesK, &tk, &full_k[stage], (s_list[i] & 0x7fffffff) * kBN, hkv, b);
+        tma_load_rows<kBN>(sk + stage * kTileBytesK, &tk, &full_k[stage], (s_list[i] & ~kMaskedTile) * kBN, hkv, b);
       }
     }
     return;
@@ -531,7 +531,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
     wgmma_commit();
     wgmma_wait_all();
     mbar_arrive_if(&empty[i % kStages], lane == 0);  // the scores are in registers
-    const int key0 = (s_list[i] & 0x7fffffff) * kBN + tig * 2;
+    const int key0 = (s_list[i] & ~kMaskedTile) * kBN + tig * 2;
     // Tiles every row sees whole (the list's non-negative entries) skip the causal test.
     auto count = [&](auto full) {
       if (level == 1) {
