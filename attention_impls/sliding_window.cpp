@@ -47,9 +47,9 @@ class RingWindowCache final : public Cache {
     std::vector<std::pair<at::Tensor, at::Tensor>> out;
     const int64_t n_sink = std::min(s, p);
     if (n_sink > 0) out.emplace_back(sink_k.narrow(2, 0, n_sink), sink_v.narrow(2, 0, n_sink));
-    const int64_t first = std::max(s, p - w + 1), count = p - first;
+    const int64_t count = window_rows(p);
     if (count > 0) {
-      const int64_t start = first % w, head = std::min(count, w - start);
+      const int64_t start = (p - count) % w, head = std::min(count, w - start);
       out.emplace_back(ring_k.narrow(2, start, head), ring_v.narrow(2, start, head));
       if (count > head) out.emplace_back(ring_k.narrow(2, 0, count - head), ring_v.narrow(2, 0, count - head));
     }
