@@ -218,10 +218,19 @@ __device__ __forceinline__ void mask_tile(float* s, int key0, const int32_t* lo,
       pos_base, sel, sel_stride_q, q_end, tig);
 }
 
+// How far (base 2) a tile's maximum may exceed a row's running maximum before softmax_tile<kBN,
+// true> moves it.
+constexpr float kLazyMax = 8.f;
+
 // Online softmax (base 2) of one fragment's tile of logits, in place: s becomes P, row_max and
 // row_sum (rows r = 0, 1) are updated, corr is what the output so far must be multiplied by.
-template <int kBN>
-__device__ __forceinline__ void softmax_tile(float* s, float* row_max, float* row_sum, float* corr, float scale_log2) {
+// Returns whether one of the two rows' maxima moved (corr != 1). With kLazy a row's maximum moves
+// only when the tile's exceeds it by more than kLazyMax: probabilities may then reach 2^kLazyMax,
+// the output and the row sum share the stale maximum (so the normalised result is the same), and
+// most tiles move none, so that the caller can skip rescaling the output.
+template <int kBN, bool kLazy = false>
+__device__ __forceinline__ bool softmax_tile(float* s, float* row_max, float* row_sum, float* corr, float scale_log2) {
+  bool moved = false;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = -INFINITY;
@@ -229,9 +238,15 @@ __device__ __forceinline__ void softmax_tile(float* s, float* row_max, float* ro
     for (int j = 0; j < kBN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j * 4 + r * 2], s[j * 4 + r * 2 + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(row_max[r], mx * scale_log2);
+    float m_new;
+    if constexpr (kLazy) {  // -inf - -inf is NaN: a row that saw nothing keeps -inf
+      m_new = mx * scale_log2 - row_max[r] > kLazyMax ? mx * scale_log2 : row_max[r];
+    } else {
+      m_new = fmaxf(row_max[r], mx * scale_log2);
+    }
     const float m_use = m_new == -INFINITY ? 0.f : m_new;
-    corr[r] = ex2(row_max[r] - m_use);
+    corr[r] = m_new == row_max[r] ? 1.f : ex2(row_max[r] - m_use);
+    moved |= m_new != row_max[r];
     row_max[r] = m_new;
     float sum = 0.f;
 #pragma unroll
@@ -245,6 +260,7 @@ __device__ __forceinline__ void softmax_tile(float* s, float* row_max, float* ro
     }
     row_sum[r] = row_sum[r] * corr[r] + sum;
   }
+  return moved;
 }
 
 // One fragment's output accumulators (D columns, same layout) times the rows' corrections.

@@ -106,12 +106,10 @@ __device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa
   }
 }
 
-// Rescales the output rows by corr and packs P into the A fragments of the PV GEMM (two key
-// octets of the S accumulators per 16 keys). Both happen only while no wgmma reads o or pa.
+// Packs P into the A fragments of the PV GEMM (two key octets of the S accumulators per 16 keys),
+// while no wgmma reads pa.
 template <typename T, int kBN>
-__device__ __forceinline__ void rescale_and_pack(float (&o)[kD / 2], const float (&corr)[2], const float (&s)[kBN / 2],
-                                                 uint32_t (&pa)[kBN / 16][4]) {
-  rescale_o<kD>(o, corr);
+__device__ __forceinline__ void pack_p(const float (&s)[kBN / 2], uint32_t (&pa)[kBN / 16][4]) {
 #pragma unroll
   for (int kc = 0; kc < kBN / 16; ++kc) {
     pa[kc][0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
@@ -220,14 +218,19 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
 
   if (warp == kWG * 4) {  // the producer warp: lane 0 waits and issues, the warp scans
     int use = 0;          // K/V stage uses so far
+    // Lane 0 takes each item from the counter one item ahead, so that the atomic's round trip
+    // overlaps the listing of the one before.
+    int next = 0;
+    if (lane == 0) next = kOneTilePerCta<kWG> ? static_cast<int>(blockIdx.x) : atomicAdd(work_counter, 1);
     for (int n = 0;; ++n) {
       const int qb = n % kQBufs;
       int item = 0;
       if (lane == 0) {
+        item = next;
         if constexpr (kOneTilePerCta<kWG>) {
-          item = n == 0 ? static_cast<int>(blockIdx.x) : n_items;
+          next = n_items;
         } else {
-          item = atomicAdd(work_counter, 1);
+          if (item < n_items) next = atomicAdd(work_counter, 1);
         }
         if (n >= kQBufs) mbar_wait(&empty_q[qb], ((n / kQBufs) - 1) & 1);  // item n - kQBufs is done with it
         s_item[qb] = item;
@@ -357,8 +360,10 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
               x = x < thr[r] ? -INFINITY : x;
             }
       }
-      softmax_tile<kBN>(s, row_max, row_sum, corr, scale_log2);
-      rescale_and_pack<T, kBN>(o, corr, s, pa);
+      // Lazy maxima: most tiles move no row's maximum, and then no row of the warp needs rescaling.
+      const bool moved = softmax_tile<kBN, true>(s, row_max, row_sum, corr, scale_log2);
+      pack_p<T, kBN>(s, pa);
+      if (__any_sync(0xffffffffu, moved)) rescale_o<kD>(o, corr);
       mbar_wait(&full_v[stage], phase);
       wgmma_fence();
       issue_pv<T, kBN>(o, pa, sv + stage * kTileBytesKV);
