@@ -466,11 +466,12 @@ std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q_in, const at::Te
 namespace {
 
 // Launches the group aggregation of `positions` [B, Hkv, G, m] into rows row0 .. row0 + G - 1 of
-// out_k / out_v [B, Hkv, rows, D]; with `order` (dga_layout()'s), aggregate g goes instead to
-// its row among the focal positions order[..., L - n_focal ..], merged in order of position.
+// out_k / out_v [B, Hkv, rows, D]; `merged` (dga_layout()'s, positions the first G·m non-focal
+// positions of its order): aggregate g goes instead to its row among the focal positions, merged
+// in order of position, and the members go to the raw rows from raw_row0 on.
 void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
-                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0,
-                          const at::Tensor& order = at::Tensor(), int64_t n_focal = 0) {
+                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0, bool merged = false,
+                          int64_t raw_row0 = 0) {
   const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3);
   const at::Tensor pos = positions.to(at::kLong).contiguous();
   cuda::DgaAggregateParams p;
@@ -492,11 +493,8 @@ void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.n_groups = static_cast<int>(G);
   p.m = static_cast<int>(positions.size(3));
   p.scale = static_cast<float>(scale);
-  if (order.defined()) {
-    p.focal_pos = order.data_ptr<int64_t>() + (order.size(2) - n_focal);
-    p.focal_stride = order.size(2);
-    p.n_focal = static_cast<int>(n_focal);
-  }
+  p.merged = merged;
+  p.raw_row0 = static_cast<int>(raw_row0);
   cuda::dga_aggregate(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
 }
 
@@ -526,7 +524,7 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
   out.hi = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
   if (G > 0) {
     const at::Tensor grouped = order.narrow(-1, 0, G * m).view({B, Hkv, G, m});
-    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, order, focal);
+    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, /*merged=*/true, /*raw_row0=*/focal + G);
   }
   cuda::DgaLayoutParams p;
   p.k = k.data_ptr();

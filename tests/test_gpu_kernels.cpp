@@ -393,7 +393,8 @@ TEST(DgaKernels, ImportanceAndFocalSplitMatchFloat64) {
                           DgaCase{1, 1000, 8, 8, 64, 8, true, 0.25, at::kHalf},
                           DgaCase{1, 4099, 32, 8, 128, 64, false, 0.1, at::kBFloat16},
                           DgaCase{1, 200, 4, 4, 128, 100, true, 1.0, at::kBFloat16},
-                          DgaCase{1, 150, 4, 2, 64, 16, false, 0.0, at::kHalf}}) {
+                          DgaCase{1, 150, 4, 2, 64, 16, false, 0.0, at::kHalf},
+                          DgaCase{1, 777, 32, 4, 64, 80, true, 0.1, at::kHalf}}) {  // 640 rows: three row groups
     const auto in = test::random_qkv(c.B, c.hq, c.hkv, c.L, c.L, c.d, 300 + c.L, c.dtype, kCuda);
     const double scale = 1.0 / std::sqrt(double(c.d));
     const at::Tensor S = dga_samples(c.L, c.samples, c.strided);
@@ -430,11 +431,29 @@ TEST(DgaKernels, ImportanceAndFocalSplitMatchFloat64) {
   }
 }
 
+// Equal keys: every position the sampled rows all see has the same importance, bit for bit, and
+// the later ones less; the focal split takes the tied positions lowest first.
+TEST(DgaKernels, FocalTiesTakeTheLowestPositions) {
+  REQUIRE_GPU();
+  for (const int64_t L : {int64_t{3000}, int64_t{20000}}) {
+    auto in = test::random_qkv(1, 8, 2, L, L, 128, 77 + L, at::kBFloat16, kCuda);
+    const at::Tensor k = in.k.narrow(2, 0, 1).expand_as(in.k).contiguous();
+    const int64_t F = L / 10;
+    const auto [importance, order] = attn::fast::dga_order(in.q, k, dga_samples(L, 64, false).to(kCuda), 0.088, F);
+    const at::Tensor imp = importance.to(at::kCPU);
+    const at::Tensor tied = imp.narrow(-1, 0, L - 64);
+    ASSERT_TRUE(tied.eq(tied.narrow(-1, 0, 1)).all().item<bool>()) << "L=" << L << ": the tied importances differ";
+    ASSERT_TRUE(imp.narrow(-1, L - 63, 63).lt(tied.narrow(-1, 0, 1)).all().item<bool>()) << "L=" << L;
+    const at::Tensor want = at::cat({at::arange(F, L, at::kLong), at::arange(F, at::kLong)}).expand({1, 2, L});
+    EXPECT_TRUE(order.to(at::kCPU).equal(want)) << "L=" << L << ": the focal set is not positions 0 .. " << F - 1;
+  }
+}
+
 TEST(DgaKernels, AggregatesMatchFloat64) {
   REQUIRE_GPU();
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
     for (const Case c : {Case{333, 8, 2, 128}, Case{1000, 4, 4, 64}, Case{97, 8, 1, 128}}) {
-      for (const int64_t m : {int64_t{1}, int64_t{4}, int64_t{16}}) {
+      for (const int64_t m : {int64_t{1}, int64_t{4}, int64_t{16}, int64_t{37}}) {
         const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, c.L, c.d, 50 + c.L + m, dtype, kCuda);
         const double scale = 1.0 / std::sqrt(double(c.d));
         const int64_t G = c.L / 2 / m, g = c.hq / c.hkv;
@@ -491,7 +510,8 @@ TEST(DgaKernels, LayoutMatchesTheReference) {
     const at::Tensor rows = idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), keys.size(3)});
     return Rows{keys.gather(2, rows), values.gather(2, rows), lo.gather(2, idx), hi_c.gather(2, idx)};
   };
-  for (const std::string spec : {"dga:m=16,gamma=0.1", "dga:m=4,gamma=0.25,samples=8,sample=strided", "dga:m=7,gamma=0.3"}) {
+  for (const std::string spec : {"dga:m=16,gamma=0.1", "dga:m=4,gamma=0.25,samples=8,sample=strided", "dga:m=7,gamma=0.3",
+                                 "dga:m=21,gamma=0.05"}) {
     const auto impl = attn::make_attention(spec);
     for (const Case c : {Case{333, 8, 2, 64}, Case{1000, 8, 8, 128}, Case{17, 4, 1, 128}}) {
       const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, c.L, c.d, 70 + c.L, at::kBFloat16, kCuda);

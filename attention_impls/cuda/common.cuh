@@ -462,6 +462,31 @@ struct SelectScratch {
   int warp[kThreads / 32];
 };
 
+// Exclusive sum over one group of kThreads threads (as in block_count_before): the sum of v over
+// the threads before this one; *total gets the sum over all. Two barriers; s_warp holds
+// kThreads / 32 ints.
+template <int kThreads>
+__device__ __forceinline__ int block_sum_before(int v, int* s_warp, int* total, int bar = 0) {
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x % kThreads) / 32;
+  int incl = v;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const int other = __shfl_up_sync(0xffffffffu, incl, off);
+    if (lane >= off) incl += other;
+  }
+  if (lane == 31) s_warp[warp] = incl;
+  group_sync<kThreads>(bar);
+  int before = 0, all = 0;
+#pragma unroll
+  for (int w = 0; w < kThreads / 32; ++w) {
+    before += w < warp ? s_warp[w] : 0;
+    all += s_warp[w];
+  }
+  group_sync<kThreads>(bar);  // s_warp is rewritten by the next call
+  *total = all;
+  return before + incl - v;
+}
+
 // Radix select: marks flag[i] = 1 for the k largest of key_at(0 .. n-1) (unsigned keys; 0 < k < n;
 // ties taken lowest index first), 0 for the rest; flag may be shared or global memory. Four
 // passes of 8-bit histograms, then one pass for the ties. Every thread of the group (as in

@@ -1,15 +1,19 @@
-// DGA's selection stages on the GPU (DESIGN.md §3, steps 1-3), per (batch, kv head):
+// DGA's selection and layout stages on the GPU (DESIGN.md §3, steps 1-5), per (batch, kv head):
 //   importance   s_j = Σ_{i∈S, i>=j} Σ_{query heads h of the kv head} softmax_i(scale·q_{h,i}·K)_j.
-//                Two passes over 64-key chunks on tensor cores (mma.sync, bf16/fp16 products exact in
-//                fp32): partial max / sum-of-exp per sampled row and chunk, combined into each row's
-//                log-sum-exp, then the probabilities summed over rows per key. No [rows, L] matrix
-//                is stored.
-//   focal split  a radix select of the top F positions by s (no sort), then a stable partition
-//                into the order non-focal ascending, focal ascending.
+//                Two passes, each one wave of CTAs over ranges of keys that hold the sampled Q rows
+//                in registers and stream the keys (wgmma; bf16/fp16 products exact in fp32): per
+//                row and range the max and sum of exp, combined into each row's log-sum-exp, then
+//                the probabilities summed over rows per key. No [rows, L] matrix is stored.
+//   focal split  a radix select of the top F positions by s (no sort; three levels of digits, each
+//                counted by many CTAs into one histogram), then a stable partition into the order
+//                non-focal ascending, focal ascending, computed per slice from counts.
 //   aggregation  per group of m non-focal tokens: w = softmax(scale · mean_h q_{h,e}·k_j), the
 //                weighted sums of K and V, one warp per group with an online softmax.
+//   layout       the focal and raw rows copied into the compressed layout, every row's interval.
 #include "attention_impls/cuda/common.cuh"
+#include "attention_impls/cuda/wgmma.cuh"
 
+#include <algorithm>
 #include <type_traits>
 
 namespace lcb::attn::cuda {
@@ -17,160 +21,251 @@ namespace {
 
 using namespace detail;
 
-constexpr int kChunk = 64;      // keys per chunk, sampled rows per row tile
-constexpr int kThreadsI = 128;  // importance kernels: 4 warps of 16 rows
-constexpr int kThreadsS = 1024; // focal split: one CTA per (batch, kv head)
+constexpr int kChunk = 64;       // keys per pipeline stage
+constexpr int kStagesI = 4;      // importance: K chunk stages (two being read, two in flight)
 
 struct Rows {  // the sampled rows of one (batch, kv head): row r = head (r / ns) of the group, sample r % ns
   int count, ns;
 };
 
-// Pass 1 (kPass2 = false): per sampled row and 64-key chunk, the maximum and the sum of exp of the
-// scaled logits over the row's causal keys. Pass 2: per key, Σ over rows of exp(logit - lse).
-template <typename T, int kD, bool kPass2>
-__global__ void __launch_bounds__(kThreadsI) importance_kernel(DgaSelectParams p, float* part_m, float* part_l,
-                                                               const float* lse) {
-  constexpr int S = kPaddedRow<kD>;
-  extern __shared__ uint4 smem_dga[];
-  T* sk = reinterpret_cast<T*>(smem_dga);
-  T* sq = sk + kChunk * S;
-  __shared__ float s_col[kThreadsI / 32][kChunk];
-
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tig = lane % 4;
-  const int chunk = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
-  const int groups = p.q_heads / p.kv_heads;
-  const Rows rows{groups * p.n_samples, p.n_samples};
-  const int key0 = chunk * kChunk;
-  const int n_chunks = gridDim.x;
-  const int64_t bh = static_cast<int64_t>(b) * p.kv_heads + hkv;
-
-  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
-  const int64_t ks_l = p.k_st.l;
-  load_rows_padded<T, kD, kChunk, kThreadsI>(sk, [&](int r) { return kbase + (key0 + r) * ks_l; }, p.len - key0, kbase);
-  float col[kChunk / 8][2];  // pass 2: this thread's column sums (lanes with g == 0 keep them)
-#pragma unroll
-  for (int nt = 0; nt < kChunk / 8; ++nt) col[nt][0] = col[nt][1] = 0.f;
-
-  for (int rt = 0; rt * kChunk < rows.count; ++rt) {
-    const T* q0 = static_cast<const T*>(p.q);
-    load_rows_padded<T, kD, kChunk, kThreadsI>(
-        sq,
-        [&](int r) {  // sampled row rt·64 + r: head row / ns of the group, position samples[row % ns]
-          const int row = rt * kChunk + r, hq = hkv * groups + row / rows.ns;
-          return q0 + b * p.q_st.b + hq * p.q_st.h + static_cast<int64_t>(p.samples[row % rows.ns]) * p.q_st.l;
-        },
-        rows.count - rt * kChunk, q0);
-    cp_async_commit();
-    cp_async_wait_all();
-    __syncthreads();
-
-    float acc[kChunk / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < kChunk / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-    const int r0 = warp * 16 + g;
-#pragma unroll
-    for (int ks = 0; ks < kD / 16; ++ks) {
-      uint32_t a[4];
-      load_a_frag<T, kD>(a, sq, warp * 16, ks * 16);
-#pragma unroll
-      for (int nt = 0; nt < kChunk / 8; ++nt) {
-        const uint2 bk = frag_pair<T, kD>(sk, nt * 8 + g, ks * 16 + tig * 2);
-        Mma<T>::run(acc[nt], a, bk.x, bk.y);
-      }
-    }
-    // This thread: rows rt·64 + r0 (+ 8), keys key0 + nt·8 + tig·2 + c.
-    int pos[2];
-    bool row_ok[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = rt * kChunk + r0 + r * 8;
-      row_ok[r] = row < rows.count;
-      pos[r] = row_ok[r] ? p.samples[row % rows.ns] : -1;
-    }
-    if constexpr (!kPass2) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float m = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < kChunk / 8; ++nt) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int key = key0 + nt * 8 + tig * 2 + c;
-            if (key <= pos[r] && key < p.len) m = fmaxf(m, acc[nt][r * 2 + c] * p.scale);
-          }
-        }
-        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-        float l = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < kChunk / 8; ++nt) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int key = key0 + nt * 8 + tig * 2 + c;
-            if (key <= pos[r] && key < p.len) l += expf(acc[nt][r * 2 + c] * p.scale - m);
-          }
-        }
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        if (tig == 0 && row_ok[r]) {
-          const int64_t at = (bh * n_chunks + chunk) * rows.count + rt * kChunk + r0 + r * 8;
-          part_m[at] = m;
-          part_l[at] = l;
-        }
-      }
-    } else {
-      float z[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) z[r] = row_ok[r] ? lse[bh * rows.count + rt * kChunk + r0 + r * 8] : 0.f;
-#pragma unroll
-      for (int nt = 0; nt < kChunk / 8; ++nt) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int key = key0 + nt * 8 + tig * 2 + c;
-          float v = 0.f;
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            if (key <= pos[r] && key < p.len) v += expf(acc[nt][r * 2 + c] * p.scale - z[r]);
-          }
-          v += __shfl_xor_sync(0xffffffffu, v, 4);
-          v += __shfl_xor_sync(0xffffffffu, v, 8);
-          v += __shfl_xor_sync(0xffffffffu, v, 16);
-          col[nt][c] += v;
-        }
-      }
-    }
-    __syncthreads();  // sq is rewritten by the next row tile
-  }
-  if constexpr (kPass2) {
-    if (g == 0) {
-#pragma unroll
-      for (int nt = 0; nt < kChunk / 8; ++nt) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) s_col[warp][nt * 8 + tig * 2 + c] = col[nt][c];
-      }
-    }
-    __syncthreads();
-    if (tid < kChunk && key0 + tid < p.len) {
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < kThreadsI / 32; ++w) v += s_col[w][tid];
-      p.importance[bh * p.len + key0 + tid] = v;
-    }
-  }
+// Dynamic shared memory of an importance CTA: the K stages, swizzled (wgmma.cuh), 1024-aligned.
+constexpr size_t importance_smem_bytes(int head_dim) {
+  return 1024 + static_cast<size_t>(kStagesI) * kChunk * head_dim * 2;
 }
 
-// Each sampled row's log-sum-exp from its per-chunk partials: one warp per (batch, kv head, row).
-__global__ void combine_kernel(const float* part_m, const float* part_l, float* lse, int n_chunks, int rows, int total) {
+// Both importance passes, per (range of 64-key chunks, kv head, batch). The CTA's kWG warpgroups
+// hold kBlocks blocks of 64 sampled rows each, as wgmma A fragments in registers loaded once
+// (rows past kWG·kBlocks·64 take further rounds over the range), and stream the range's keys
+// through kStagesI cp.async stages: S = Q·K^T per block and chunk on wgmma (bf16/fp16 products
+// exact in fp32), logits in base 2 (scale·log2 e).
+// Pass 1 (kPass2 = false): per sampled row and range, the maximum and the sum of 2^(x - max) over
+// the row's causal keys (key <= its position). Pass 2: per key, Σ over rows of 2^(x - lse2_row):
+// each warp's column sums go through shared memory (two buffers, alternating over chunks) and
+// are added in a fixed order of warps, so the same inputs give the same bits.
+template <typename T, int kD, int kWG, int kBlocks, bool kPass2>
+__global__ void __launch_bounds__(128 * kWG) importance_kernel(DgaSelectParams p, int chunks_per_range, float* part_m,
+                                                               float* part_l, const float* lse) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kThreads = 128 * kWG, kWarps = kThreads / 32, kRowsPerRound = 64 * kWG * kBlocks;
+  constexpr int kStageBytes = kChunk * kD * 2;
+  extern __shared__ uint4 smem_dga[];
+  unsigned char* stages = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_dga) + 1023) & ~uintptr_t(1023));
+  __shared__ float s_col[2][kWarps][kChunk];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tig = lane % 4;
+  const int wg = warp / 4, wq = warp % 4;
+  const int range = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z, n_ranges = gridDim.x;
+  const int groups = p.q_heads / p.kv_heads;
+  const Rows rows{groups * p.n_samples, p.n_samples};
+  const int64_t bh = static_cast<int64_t>(b) * p.kv_heads + hkv;
+  const int n_chunks = (p.len + kChunk - 1) / kChunk;
+  const int c_begin = range * chunks_per_range, n_here = min(n_chunks, c_begin + chunks_per_range) - c_begin;
+  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+  float* imp = p.importance + bh * p.len;
+
+  for (int row0 = 0; row0 < rows.count; row0 += kRowsPerRound) {
+    auto load_chunk = [&](int c) {  // chunk c_begin + c into its stage; an empty group past the end
+      if (c < n_here) {
+        const int key0 = (c_begin + c) * kChunk;
+        load_rows_swizzled<T, kD, kChunk, kThreads>(stages + (c % kStagesI) * kStageBytes,
+                                                    [&](int r) { return kbase + static_cast<int64_t>(key0 + r) * p.k_st.l; },
+                                                    p.len - key0, kbase);
+      }
+      cp_async_commit();
+    };
+#pragma unroll
+    for (int c = 0; c < kStagesI - 1; ++c) load_chunk(c);
+
+    // This thread's rows: in block j, rows g and g + 8 of its warp's 16 (slot i = 2j + h); their
+    // A fragments straight from global memory (zero past the last row).
+    int pos[2 * kBlocks];
+    float m[2 * kBlocks], l[2 * kBlocks], z[2 * kBlocks];
+    uint32_t qa[kBlocks][kD / 16][4];
+#pragma unroll
+    for (int j = 0; j < kBlocks; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = row0 + (j * kWG + wg) * 64 + wq * 16 + g + h * 8, i = 2 * j + h;
+        const bool ok = row < rows.count;
+        const uint32_t* q = nullptr;
+        if (ok) {
+          const int hq = hkv * groups + row / rows.ns;
+          pos[i] = p.samples[row % rows.ns];
+          q = reinterpret_cast<const uint32_t*>(static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h +
+                                                static_cast<int64_t>(pos[i]) * p.q_st.l + tig * 2);
+        } else {
+          pos[i] = -1;
+        }
+#pragma unroll
+        for (int ks = 0; ks < kD / 16; ++ks) {
+          qa[j][ks][h] = ok ? q[ks * 8] : 0u;
+          qa[j][ks][h + 2] = ok ? q[ks * 8 + 4] : 0u;
+        }
+        m[i] = -INFINITY;
+        l[i] = 0.f;
+        z[i] = 0.f;
+        if constexpr (kPass2) z[i] = ok ? lse[bh * rows.count + row] : 0.f;
+      }
+    }
+    // Pass 2: chunk c's column sums, from every warp's, into the importance (tid < kChunk).
+    auto add_columns = [&](int c) {
+      const int key = (c_begin + c) * kChunk + tid;
+      if (tid < kChunk && key < p.len) {
+        float v = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) v += s_col[c & 1][w][tid];
+        imp[key] = row0 == 0 ? v : imp[key] + v;  // this thread adds this key for every round of rows
+      }
+    };
+
+    using Acc = float[kBlocks][kChunk / 2];  // block j: n-block nt of rows g, g + 8 at [j][nt * 4 ..]
+    // S of chunk c into acc (issued and committed, not waited for).
+    auto issue = [&](int c, Acc& acc) {
+      const unsigned char* ck = stages + (c % kStagesI) * kStageBytes;
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kBlocks; ++j) {
+#pragma unroll
+        for (int ks = 0; ks < kD / 16; ++ks) {
+          const int at = (ks / 4) * kChunk * 128 + (ks % 4) * 32;
+          wgmma_rs_n64(acc[j], qa[j][ks], smem_desc(ck + at, 16, 1024), ks > 0 ? 1 : 0, static_cast<const T*>(nullptr));
+        }
+      }
+      wgmma_commit();
+    };
+    // Pass 1's row statistics, or pass 2's column sums, of chunk c from its S.
+    auto epilogue = [&](int c, Acc& acc) {
+      const int key0 = (c_begin + c) * kChunk;
+      // Row i sees column c of this chunk (c = nt·8 + tig·2 + e) when c <= lim[i]; most chunks
+      // are wholly visible to all of a thread's rows, and take the unmasked loops.
+      int lim[2 * kBlocks];
+      bool whole = true;
+#pragma unroll
+      for (int i = 0; i < 2 * kBlocks; ++i) {
+        lim[i] = min(pos[i], p.len - 1) - key0;
+        whole = whole && lim[i] >= kChunk - 1;
+      }
+      auto x_at = [&](int i, int nt, int e) -> float& { return acc[i / 2][nt * 4 + (i % 2) * 2 + e]; };
+      if constexpr (!kPass2) {
+#pragma unroll
+        for (int i = 0; i < 2 * kBlocks; ++i) {
+          if (lim[i] < 0) continue;  // no key of the chunk (or a row past the last)
+          float cmax = -INFINITY;    // of the raw logits (scale > 0)
+          if (whole) {
+#pragma unroll
+            for (int nt = 0; nt < kChunk / 8; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) cmax = fmaxf(cmax, x_at(i, nt, e));
+          } else {
+#pragma unroll
+            for (int nt = 0; nt < kChunk / 8; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& x = x_at(i, nt, e);
+                x = nt * 8 + tig * 2 + e <= lim[i] ? x : -INFINITY;
+                cmax = fmaxf(cmax, x);
+              }
+          }
+          if (cmax == -INFINITY) continue;  // none of this thread's columns (-inf - -inf: NaN below)
+          const float mn = fmaxf(m[i], cmax * scale_log2);
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < kChunk / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) sum += ex2(fmaf(x_at(i, nt, e), scale_log2, -mn));
+          l[i] = l[i] * ex2(m[i] - mn) + sum;
+          m[i] = mn;
+        }
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < kChunk / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float v = 0.f;
+#pragma unroll
+            for (int i = 0; i < 2 * kBlocks; ++i) {
+              if (whole || nt * 8 + tig * 2 + e <= lim[i]) v += ex2(fmaf(x_at(i, nt, e), scale_log2, -z[i]));
+            }
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 8);
+            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            if (g == 0) s_col[c & 1][warp][nt * 8 + tig * 2 + e] = v;
+          }
+      }
+    };
+    // Chunk c + 1's S is issued before chunk c's epilogue, into the other accumulators, so that the
+    // tensor cores work while the exponentials of the last chunk are taken. Chunk c's stage is
+    // refilled (with chunk c + kStagesI) once every warp is past chunk c's GEMM: at the barrier of
+    // iteration c + 1.
+    auto step = [&](int c, Acc& cur, Acc& next) {
+      cp_async_wait<kStagesI - 3>();
+      fence_proxy_async();  // the copies are read by wgmma
+      __syncthreads();      // chunk c + 1 landed for all; chunk c - 1's GEMM, stage and column sums are done
+      load_chunk(c + kStagesI - 1);
+      if constexpr (kPass2) {
+        if (c > 0) add_columns(c - 1);
+      }
+      if (c + 1 < n_here) {
+        issue(c + 1, next);
+        wgmma_wait<1>();
+      } else {
+        wgmma_wait<0>();
+      }
+      epilogue(c, cur);
+    };
+    Acc acc0, acc1;
+    cp_async_wait<kStagesI - 2>();
+    fence_proxy_async();
+    __syncthreads();  // chunk 0 landed for all
+    if (n_here > 0) issue(0, acc0);
+    for (int c = 0; c < n_here; c += 2) {
+      step(c, acc0, acc1);
+      if (c + 1 < n_here) step(c + 1, acc1, acc0);
+    }
+    if constexpr (kPass2) {
+      __syncthreads();
+      if (n_here > 0) add_columns(n_here - 1);
+    } else {  // the row's four lanes (tig) merged; lane tig 0 writes
+#pragma unroll
+      for (int i = 0; i < 2 * kBlocks; ++i) {
+#pragma unroll
+        for (int off = 1; off <= 2; off <<= 1) {
+          const float mo = __shfl_xor_sync(0xffffffffu, m[i], off), lo = __shfl_xor_sync(0xffffffffu, l[i], off);
+          const float mn = fmaxf(m[i], mo);
+          if (mn != -INFINITY) {
+            l[i] = l[i] * ex2(m[i] - mn) + lo * ex2(mo - mn);
+            m[i] = mn;
+          }
+        }
+        const int row = row0 + ((i / 2) * kWG + wg) * 64 + wq * 16 + g + (i % 2) * 8;
+        if (tig == 0 && pos[i] >= 0) {
+          const int64_t at = (bh * n_ranges + range) * rows.count + row;
+          part_m[at] = m[i];
+          part_l[at] = l[i];
+        }
+      }
+    }
+    cp_async_wait_all();
+    __syncthreads();  // the stages and column sums are refilled by the next round of rows
+  }
+#else
+  __trap();  // built without sm_90a
+#endif
+}
+
+// Each sampled row's log-sum-exp (base 2) from its per-range partials: one warp per (batch, kv
+// head, row).
+__global__ void combine_kernel(const float* part_m, const float* part_l, float* lse, int n_ranges, int rows, int total) {
   const int w = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
   if (w >= total) return;
   const int64_t bh = w / rows, r = w % rows;
   float m = -INFINITY, l = 0.f;
-  for (int c = lane; c < n_chunks; c += 32) {
-    const int64_t at = (bh * n_chunks + c) * rows + r;
+  for (int c = lane; c < n_ranges; c += 32) {
+    const int64_t at = (bh * n_ranges + c) * rows + r;
     const float mc = part_m[at], lc = part_l[at];
     if (mc == -INFINITY) continue;
     const float mn = fmaxf(m, mc);
-    l = l * expf(m - mn) + lc * expf(mc - mn);
+    l = l * ex2(m - mn) + lc * ex2(mc - mn);
     m = mn;
   }
 #pragma unroll
@@ -178,59 +273,197 @@ __global__ void combine_kernel(const float* part_m, const float* part_l, float* 
     const float mo = __shfl_xor_sync(0xffffffffu, m, off), lo = __shfl_xor_sync(0xffffffffu, l, off);
     const float mn = fmaxf(m, mo);
     if (mn != -INFINITY) {
-      l = l * expf(m - mn) + lo * expf(mo - mn);
+      l = l * ex2(m - mn) + lo * ex2(mo - mn);
       m = mn;
     }
   }
-  if (lane == 0) lse[w] = m + logf(l);
+  if (lane == 0) lse[w] = m + log2f(l);
 }
 
-// Top F positions by importance (radix select), then order = non-focal ascending, focal ascending.
-__global__ void __launch_bounds__(kThreadsS) focal_kernel(DgaSelectParams p, uint8_t* flags_all) {
-  __shared__ int s_warp[kThreadsS / 32];
-  const int tid = threadIdx.x;
-  const int64_t bh = static_cast<int64_t>(blockIdx.y) * p.kv_heads + blockIdx.x;
-  const int L = p.len, F = p.focal, R = L - F;
-  const float* imp = p.importance + bh * L;
-  uint8_t* flags = flags_all + bh * L;
-  if (F > 0 && F < L) {
-    select_largest<kThreadsS>([imp](int i) { return order_key(imp[i]); }, L, F, flags);
-  } else {
-    for (int i = tid; i < L; i += kThreadsS) flags[i] = F > 0 ? 1 : 0;
-  }
-  __syncthreads();
-  int64_t* order = p.order + bh * L;
-  int focal_before = 0;
-  for (int base = 0; base < L; base += kThreadsS) {
-    const int i = base + tid;
-    const bool f = i < L && flags[i] != 0;
-    int total;
-    const int fb = focal_before + block_count_before<kThreadsS>(f, s_warp, &total);  // focal positions before i
-    if (i < L) order[f ? R + fb : i - fb] = i;
-    focal_before += total;
-  }
-}
+// The focal split (top F positions by importance, then order = non-focal ascending, focal
+// ascending) over several CTAs per (batch, kv head), each a slice of the positions: a radix select
+// of the F-th largest key t in three levels of digits (12, 12 and 8 bits; each level's CTAs count
+// the keys that match the digits above into one histogram per (batch, kv head), and the next
+// level's CTAs each pick the digit from it), then a count of the keys above and equal to t per
+// slice, then the order: position i is focal when its key is above t, or equal to t and among the
+// first take_eq such; the focal positions before i are the keys above t before i plus
+// min(the keys equal to t before i, take_eq).
+constexpr int kThreadsF = 256;
+constexpr int kPerF = 16;  // consecutive keys per thread and step
+constexpr int kStepF = kThreadsF * kPerF;
+constexpr int kLevels = 3;
+__host__ __device__ constexpr int level_shift(int level) { return level == 0 ? 20 : level == 1 ? 8 : 0; }
+__host__ __device__ constexpr int level_bins(int level) { return level < 2 ? 4096 : 256; }
+constexpr int kHistInts = 4096 + 4096 + 256;  // per (batch, kv head)
 
-// How many of at(0 .. n-1) (ascending) are below x.
-template <typename At>
-__device__ __forceinline__ int count_below(At at, int n, int64_t x) {
-  int lo = 0, hi = n;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (at(mid) < x) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
+struct FocalWork {
+  int* hist;    // [B·Hkv][kHistInts], zeroed before the first level
+  int2* count;  // [B·Hkv][slices]: keys above t, keys equal to t
+  int slice;    // positions per slice, a multiple of kStepF
+};
+
+__device__ __forceinline__ int* level_hist(int* h, int level) { return h + (level == 0 ? 0 : level == 1 ? 4096 : 8192); }
+__device__ __forceinline__ const int* level_hist(const int* h, int level) { return level_hist(const_cast<int*>(h), level); }
+
+// Of the keys counted in hist (kBins digits), the digit holding the want-th largest and how many
+// lie in higher digits; every thread of the CTA gets both.
+template <int kBins>
+__device__ int2 block_pick_digit(const int* hist, int want, int* s_warp, int2* s_pick) {
+  constexpr int kPer = kBins / kThreadsF;
+  const int tid = threadIdx.x, rev = kThreadsF - 1 - tid;  // thread rev holds the highest digits first
+  int c[kPer], local = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    c[j] = hist[rev * kPer + j];
+    local += c[j];
+  }
+  int total;
+  int above = block_sum_before<kThreadsF>(local, s_warp, &total);  // keys in higher digits than this thread's
+  if (above < want && above + local >= want) {
+#pragma unroll
+    for (int j = kPer - 1; j >= 0; --j) {
+      if (above + c[j] >= want) {
+        *s_pick = make_int2(rev * kPer + j, above);
+        break;
+      }
+      above += c[j];
     }
   }
-  return lo;
+  __syncthreads();
+  const int2 pick = *s_pick;
+  __syncthreads();  // s_pick is rewritten by the next call
+  return pick;
+}
+
+// The digits of levels 0 .. level-1 from their histograms: the prefix of t so far, its mask, and
+// how many of the keys matching it still belong to the F largest.
+__device__ void picked_prefix(const int* h, int level, int focal, int* s_warp, int2* s_pick, uint32_t* prefix,
+                              uint32_t* mask, int* want) {
+  *prefix = 0;
+  *mask = 0;
+  *want = focal;
+  for (int lv = 0; lv < level; ++lv) {
+    const int2 pick = lv < 2 ? block_pick_digit<4096>(level_hist(h, lv), *want, s_warp, s_pick)
+                             : block_pick_digit<256>(level_hist(h, lv), *want, s_warp, s_pick);
+    *prefix |= static_cast<uint32_t>(pick.x) << level_shift(lv);
+    *mask |= static_cast<uint32_t>(level_bins(lv) - 1) << level_shift(lv);
+    *want -= pick.y;
+  }
+}
+
+// This CTA's keys of its slice, kPerF consecutive ones per thread and step (i0: the thread's first).
+template <typename Body>
+__device__ __forceinline__ void for_slice_steps(const DgaSelectParams& p, int slice, Body body) {
+  const int begin = blockIdx.x * slice, end = min(p.len, begin + slice);
+  for (int step = begin; step < end; step += kStepF) body(step + threadIdx.x * kPerF, end);
+}
+
+__device__ __forceinline__ uint32_t importance_key(const float* imp, int i) { return order_key(imp[i]); }
+
+// Level `level` of the select: counts the digit of every key that matches the digits above.
+template <int kLevel>
+__global__ void __launch_bounds__(kThreadsF) focal_hist_kernel(DgaSelectParams p, FocalWork w) {
+  constexpr int kBins = level_bins(kLevel);
+  __shared__ int s_hist[kBins];
+  __shared__ int s_warp[kThreadsF / 32];
+  __shared__ int2 s_pick;
+  const int64_t bh = static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y;
+  int* h = w.hist + bh * kHistInts;
+  const float* imp = p.importance + bh * p.len;
+  uint32_t prefix, mask;
+  int want;
+  picked_prefix(h, kLevel, p.focal, s_warp, &s_pick, &prefix, &mask, &want);
+  for (int i = threadIdx.x; i < kBins; i += kThreadsF) s_hist[i] = 0;
+  __syncthreads();
+  const int lane = threadIdx.x % 32;
+  for_slice_steps(p, w.slice, [&](int i0, int end) {
+    uint32_t u[kPerF];
+#pragma unroll
+    for (int j = 0; j < kPerF; ++j) u[j] = i0 + j < end ? importance_key(imp, i0 + j) : 0u;
+#pragma unroll
+    for (int j = 0; j < kPerF; ++j) {
+      // Lanes with the same digit add to it once: similar keys share their leading digits.
+      const int digit = i0 + j < end && (u[j] & mask) == prefix ? static_cast<int>((u[j] >> level_shift(kLevel)) & (kBins - 1)) : -1;
+      const unsigned peers = __match_any_sync(0xffffffffu, digit);
+      if (digit >= 0 && lane == __ffs(peers) - 1) atomicAdd(&s_hist[digit], __popc(peers));
+    }
+  });
+  __syncthreads();
+  int* out = level_hist(h, kLevel);
+  for (int i = threadIdx.x; i < kBins; i += kThreadsF) {
+    if (s_hist[i] != 0) atomicAdd(&out[i], s_hist[i]);
+  }
+}
+
+// The keys of this slice above t and equal to t (kCount), or the slice's part of the order.
+template <bool kCount>
+__global__ void __launch_bounds__(kThreadsF) focal_order_kernel(DgaSelectParams p, FocalWork w) {
+  __shared__ int s_warp[kThreadsF / 32];
+  __shared__ int2 s_pick;
+  const int64_t bh = static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y;
+  const float* imp = p.importance + bh * p.len;
+  int64_t* order = p.order + bh * p.len;
+  const int L = p.len, F = p.focal, R = L - F;
+  if (F <= 0 || F >= L) {  // no focal position, or every one: the identity either way
+    if constexpr (!kCount) for_slice_steps(p, w.slice, [&](int i0, int end) {
+#pragma unroll
+        for (int j = 0; j < kPerF; ++j) {
+          if (i0 + j < end) order[i0 + j] = i0 + j;
+        }
+      });
+    return;
+  }
+  uint32_t t, mask;
+  int take_eq;
+  picked_prefix(w.hist + bh * kHistInts, kLevels, F, s_warp, &s_pick, &t, &mask, &take_eq);
+  int2* count = w.count + bh * gridDim.x;
+  int gt_done = 0, eq_done = 0;  // in the slices before this one, then in this one's steps so far
+  if constexpr (!kCount) {
+    for (int s = 0; s < static_cast<int>(blockIdx.x); ++s) {
+      gt_done += count[s].x;
+      eq_done += count[s].y;
+    }
+  }
+  for_slice_steps(p, w.slice, [&](int i0, int end) {
+    uint32_t u[kPerF];
+    int packed = 0;  // this thread's keys above t (high 16 bits) and equal to t (low)
+#pragma unroll
+    for (int j = 0; j < kPerF; ++j) {
+      u[j] = i0 + j < end ? importance_key(imp, i0 + j) : 0u;
+      if (i0 + j < end) packed += (u[j] > t ? 1 << 16 : 0) + (u[j] == t ? 1 : 0);
+    }
+    int total;
+    const int before = block_sum_before<kThreadsF>(packed, s_warp, &total);
+    if constexpr (!kCount) {
+      int gt = gt_done + (before >> 16), eq = eq_done + (before & 0xffff);
+#pragma unroll
+      for (int j = 0; j < kPerF; ++j) {
+        if (i0 + j < end) {
+          const bool is_eq = u[j] == t, focal = u[j] > t || (is_eq && eq < take_eq);
+          const int fb = gt + min(eq, take_eq);
+          order[focal ? R + fb : i0 + j - fb] = i0 + j;
+          gt += u[j] > t ? 1 : 0;
+          eq += is_eq ? 1 : 0;
+        }
+      }
+    }
+    gt_done += total >> 16;
+    eq_done += total & 0xffff;
+  });
+  if constexpr (kCount) {
+    if (threadIdx.x == 0) count[blockIdx.x] = make_int2(gt_done, eq_done);
+  }
 }
 
 // One warp per group: w = softmax_j(scale · mean over the kv head's query heads of q_{h,e}·k_j)
-// (e the group's last position), agg = Σ_j w_j (k_j, v_j), accumulated with an online softmax.
+// (e the group's last position), agg = Σ_j w_j (k_j, v_j), with an online softmax over batches of
+// up to 16 members whose rows are all loaded before any is used. For dga_layout() (merged) it
+// also writes the members' raw rows, which it has loaded anyway.
 template <typename T, int kD>
 __global__ void aggregate_kernel(DgaAggregateParams p) {
-  constexpr int kPer = kD / 32;  // head-dim elements per lane
+  constexpr int kPer = kD / 32;  // head-dim elements per lane: lane l holds l·kPer .. l·kPer + kPer - 1
+  constexpr int kBatch = 16;
+  using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kPer 16-bit elements
   const int warp_global = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
   const int total = p.batch * p.kv_heads * p.n_groups;
   if (warp_global >= total) return;
@@ -238,135 +471,270 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   const int groups = p.q_heads / p.kv_heads;
   const int64_t* pos = p.positions + static_cast<int64_t>(warp_global) * p.m;
   const int64_t e = pos[p.m - 1];
-  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
-  const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h;
+  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + lane * kPer;
+  const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + lane * kPer;
+  auto unpack = [](const Piece& x, float* f) {
+    const T* h = reinterpret_cast<const T*>(&x);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) f[i] = to_float(h[i]);
+  };
   float qsum[kPer];  // Σ_h q_{h,e}: the mean logit is (Σ_h q_h)·k / groups
 #pragma unroll
   for (int i = 0; i < kPer; ++i) qsum[i] = 0.f;
   for (int h = 0; h < groups; ++h) {
-    const T* q = static_cast<const T*>(p.q) + b * p.q_st.b + (hkv * groups + h) * p.q_st.h + e * p.q_st.l;
+    float f[kPer];
+    unpack(*reinterpret_cast<const Piece*>(static_cast<const T*>(p.q) + b * p.q_st.b + (hkv * groups + h) * p.q_st.h +
+                                           e * p.q_st.l + lane * kPer),
+           f);
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) qsum[i] += to_float(q[lane + 32 * i]);
+    for (int i = 0; i < kPer; ++i) qsum[i] += f[i];
   }
   float run_max = -INFINITY, run_sum = 0.f, ak[kPer], av[kPer];
 #pragma unroll
   for (int i = 0; i < kPer; ++i) ak[i] = av[i] = 0.f;
   const float scale = p.scale / static_cast<float>(groups);
-  for (int j = 0; j < p.m; ++j) {
-    const T* kr = kbase + pos[j] * p.k_st.l;
-    const T* vr = vbase + pos[j] * p.v_st.l;
-    float kx[kPer], dot = 0.f;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      kx[i] = to_float(kr[lane + 32 * i]);
-      dot += qsum[i] * kx[i];
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-    const float x = dot * scale, mn = fmaxf(run_max, x);
-    const float corr = expf(run_max - mn), w = expf(x - mn);
-    run_sum = run_sum * corr + w;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      ak[i] = ak[i] * corr + w * kx[i];
-      av[i] = av[i] * corr + w * to_float(vr[lane + 32 * i]);
-    }
-    run_max = mn;
-  }
   const int g = warp_global % p.n_groups;
-  int64_t row = p.out_row0 + g;
-  if (p.focal_pos != nullptr) {  // merged with the focal rows by position
-    const int64_t* focal = p.focal_pos + static_cast<int64_t>(bh) * p.focal_stride;
-    row = g + count_below([focal](int i) { return focal[i]; }, p.n_focal, e);
+  T* ok_base = static_cast<T*>(p.agg_k) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
+  T* ov_base = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
+  for (int j0 = 0; j0 < p.m; j0 += kBatch) {
+    const int n = min(kBatch, p.m - j0);
+    const int64_t my_pos = lane < n ? pos[j0 + lane] : 0;
+    Piece kr[kBatch], vr[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int64_t at = __shfl_sync(0xffffffffu, my_pos, j);
+      if (j < n) {
+        kr[j] = *reinterpret_cast<const Piece*>(kbase + at * p.k_st.l);
+        vr[j] = *reinterpret_cast<const Piece*>(vbase + at * p.v_st.l);
+      }
+    }
+    if (p.merged) {  // the members' raw rows of the layout
+      const int64_t raw0 = p.raw_row0 + static_cast<int64_t>(g) * p.m + j0;
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        if (j < n) {
+          *reinterpret_cast<Piece*>(ok_base + (raw0 + j) * p.out_st.l) = kr[j];
+          *reinterpret_cast<Piece*>(ov_base + (raw0 + j) * p.out_st.l) = vr[j];
+        }
+      }
+    }
+    float x[kBatch], mx = run_max;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      float f[kPer], dot = 0.f;
+      if (j < n) unpack(kr[j], f);
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) dot += j < n ? qsum[i] * f[i] : 0.f;
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+      x[j] = j < n ? dot * scale : -INFINITY;
+      mx = fmaxf(mx, x[j]);
+    }
+    const float corr = expf(run_max - mx);
+    run_sum *= corr;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      ak[i] *= corr;
+      av[i] *= corr;
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      if (j < n) {
+        const float w = expf(x[j] - mx);
+        float fk[kPer], fv[kPer];
+        unpack(kr[j], fk);
+        unpack(vr[j], fv);
+        run_sum += w;
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+          ak[i] += w * fk[i];
+          av[i] += w * fv[i];
+        }
+      }
+    }
+    run_max = mx;
   }
-  T* ok = static_cast<T*>(p.agg_k) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
-  T* ov = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + row * p.out_st.l;
+  int64_t row = p.out_row0 + g;
+  if (p.merged) {  // after the focal positions below e: e - (g + 1)·m + 1 of them (see DgaAggregateParams)
+    row = g + e - static_cast<int64_t>(g + 1) * p.m + 1;
+  }
+  Piece pk, pv;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-    ok[lane + 32 * i] = from_float<T>(ak[i] / run_sum);
-    ov[lane + 32 * i] = from_float<T>(av[i] / run_sum);
+    reinterpret_cast<T*>(&pk)[i] = from_float<T>(ak[i] / run_sum);
+    reinterpret_cast<T*>(&pv)[i] = from_float<T>(av[i] / run_sum);
+  }
+  *reinterpret_cast<Piece*>(ok_base + row * p.out_st.l) = pk;
+  *reinterpret_cast<Piece*>(ov_base + row * p.out_st.l) = pv;
+}
+
+// The layout's rows of (b, kv head) in the order [focal ; aggregates ; raw] go to row dst: focal
+// row i and aggregate g to their places in the merged part (no focal position equals a group end:
+// those are non-focal), raw rows stay. Group g is non-focal positions g·m .. g·m + m - 1 (in
+// order), so the group ends below focal position x number min(groups, (x - i) / m) (x - i
+// non-focal positions lie below it), and the focal positions below group end e_g number
+// e_g - (g + 1)·m + 1.
+struct LayoutRow {
+  int64_t pos;  // the position whose K/V row it holds; -1 for an aggregate
+  int dst;
+  int32_t lo, hi;
+};
+__device__ __forceinline__ LayoutRow layout_row(const DgaLayoutParams& p, const int64_t* order, int n) {
+  const int raw = p.len - p.focal;
+  auto group_end = [&](int g) { return static_cast<int32_t>(order[g * p.m + p.m - 1]); };
+  LayoutRow r{-1, n, 0, kNever};
+  if (n < p.focal) {
+    r.pos = order[raw + n];
+    r.lo = static_cast<int32_t>(r.pos);
+    r.dst = n + min(p.groups, static_cast<int>((r.pos - n) / p.m));
+  } else if (n < p.focal + p.groups) {
+    const int g = n - p.focal;
+    r.lo = group_end(g);
+    r.dst = g + r.lo - (g + 1) * p.m + 1;
+  } else {
+    const int i = n - p.focal - p.groups, g = i / p.m;
+    r.pos = order[i];
+    r.lo = static_cast<int32_t>(r.pos);
+    if (g < p.groups) r.hi = group_end(g);
+  }
+  return r;
+}
+
+// Every row's interval, one thread per row.
+__global__ void layout_interval_kernel(DgaLayoutParams p) {
+  const int n_rows = p.len + p.groups;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= static_cast<int64_t>(p.batch) * p.kv_heads * n_rows) return;
+  const int64_t bh = t / n_rows;
+  const LayoutRow r = layout_row(p, p.order + bh * p.len, static_cast<int>(t % n_rows));
+  p.lo[bh * n_rows + r.dst] = r.lo;
+  p.hi[bh * n_rows + r.dst] = r.hi;
+}
+
+// The K/V rows aggregate_kernel does not copy: the focal rows and the raw rows past the last
+// complete group (tail), kRowsPerWarp of them per warp, all loads issued before the stores.
+constexpr int kRowsPerWarp = 4;
+
+template <int kD>
+__global__ void layout_copy_kernel(DgaLayoutParams p) {
+  using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kD·2 bytes over 32 lanes
+  const int tail = p.len - p.focal - p.groups * p.m, per_bh = p.focal + tail;
+  const int64_t total = static_cast<int64_t>(p.batch) * p.kv_heads * per_bh;
+  const int64_t w0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32 * kRowsPerWarp;
+  const int lane = threadIdx.x % 32;
+  int64_t out[kRowsPerWarp];
+  bool ok[kRowsPerWarp];
+  Piece kp[kRowsPerWarp], vp[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int64_t w = w0 + r;
+    ok[r] = w < total;
+    if (!ok[r]) continue;
+    const int64_t bh = w / per_bh;
+    const int j = static_cast<int>(w % per_bh);
+    const int n = j < p.focal ? j : p.focal + p.groups + p.groups * p.m + (j - p.focal);  // focal, then tail rows
+    const LayoutRow row = layout_row(p, p.order + bh * p.len, n);
+    const int hkv = static_cast<int>(bh % p.kv_heads), b = static_cast<int>(bh / p.kv_heads);
+    out[r] = b * p.out_st.b + hkv * p.out_st.h + static_cast<int64_t>(row.dst) * p.out_st.l;
+    kp[r] = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + row.pos * p.k_st.l)[lane];
+    vp[r] = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + row.pos * p.v_st.l)[lane];
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    if (ok[r]) {
+      reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.keys) + out[r])[lane] = kp[r];
+      reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.values) + out[r])[lane] = vp[r];
+    }
   }
 }
 
-// One warp per row of (b, kv head), taken in the order [focal ; aggregates ; raw]: copies the
-// focal and raw rows of K and V (the aggregate rows are left to aggregate_kernel) and writes
-// every row's interval. Focal row i and aggregate g go to their places in the merged part (no
-// focal position equals a group end: those are non-focal).
-template <int kD>
-__global__ void layout_kernel(DgaLayoutParams p) {
-  using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kD·2 bytes over 32 lanes
-  const int n_rows = p.len + p.groups;
-  const int64_t w = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (w >= static_cast<int64_t>(p.batch) * p.kv_heads * n_rows) return;
-  const int n = static_cast<int>(w % n_rows);
-  const int64_t bh = w / n_rows;
-  const int hkv = static_cast<int>(bh % p.kv_heads), b = static_cast<int>(bh / p.kv_heads);
-  const int64_t* order = p.order + bh * p.len;
-  const int raw = p.len - p.focal;
-  auto group_end = [&](int g) { return static_cast<int32_t>(order[g * p.m + p.m - 1]); };
-  int64_t pos = -1;
-  int32_t lo, hi = kNever;
-  int dst = n;
-  if (n < p.focal) {
-    pos = order[raw + n];
-    lo = static_cast<int32_t>(pos);
-    dst = n + count_below(group_end, p.groups, pos);
-  } else if (n < p.focal + p.groups) {
-    const int g = n - p.focal;
-    lo = group_end(g);
-    dst = g + count_below([&](int i) { return order[raw + i]; }, p.focal, lo);
-  } else {
-    const int r = n - p.focal - p.groups, g = r / p.m;
-    pos = order[r];
-    lo = static_cast<int32_t>(pos);
-    if (g < p.groups) hi = group_end(g);
-  }
-  if (lane == 0) {
-    p.lo[bh * n_rows + dst] = lo;
-    p.hi[bh * n_rows + dst] = hi;
-  }
-  if (pos >= 0) {
-    const int64_t out = b * p.out_st.b + hkv * p.out_st.h + static_cast<int64_t>(dst) * p.out_st.l;
-    const auto* ks = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + pos * p.k_st.l);
-    const auto* vs = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + pos * p.v_st.l);
-    reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.keys) + out)[lane] = ks[lane];
-    reinterpret_cast<Piece*>(static_cast<uint16_t*>(p.values) + out)[lane] = vs[lane];
-  }
+// Slices of the focal split per (batch, kv head): about two CTAs per SM in all, 1024 positions or
+// more each.
+int focal_slices(const DgaSelectParams& p) {
+  const int bh = p.batch * p.kv_heads;
+  return std::max(1, std::min((p.len + 1023) / 1024, 2 * sm_count() / bh));
 }
 
 struct Work {
   float *part_m, *part_l, *lse;
-  uint8_t* flags;
+  FocalWork focal;
 };
+
+// At most this many key ranges per (batch, kv head): one wave at the most CTAs per SM an
+// importance kernel (128 threads or more) may have.
+int max_ranges(const DgaSelectParams& p) {
+  const int bh = p.batch * p.kv_heads, n_chunks = (p.len + kChunk - 1) / kChunk;
+  return std::max(1, std::min(n_chunks, sm_count() * 16 / bh));
+}
 
 Work carve(const DgaSelectParams& p, void* ws) {
   const int64_t bh = static_cast<int64_t>(p.batch) * p.kv_heads;
   const int64_t rows = static_cast<int64_t>(p.q_heads / p.kv_heads) * p.n_samples;
-  const int64_t n_chunks = (p.len + kChunk - 1) / kChunk;
+  const int64_t parts = bh * max_ranges(p) * rows;
   Work w;
   w.part_m = static_cast<float*>(ws);
-  w.part_l = w.part_m + bh * n_chunks * rows;
-  w.lse = w.part_l + bh * n_chunks * rows;
-  w.flags = reinterpret_cast<uint8_t*>(w.lse + bh * rows);
+  w.part_l = w.part_m + parts;
+  w.lse = w.part_l + parts;
+  w.focal.hist = reinterpret_cast<int*>(w.lse + bh * rows);
+  w.focal.count = reinterpret_cast<int2*>(w.focal.hist + bh * kHistInts);  // 8-byte aligned: kHistInts is even
+  const int slices = focal_slices(p);
+  w.focal.slice = (p.len + slices - 1) / slices;
   return w;
+}
+
+// Both importance passes and the log-sum-exp between them, kWG warpgroups of kBlocks row blocks.
+template <typename T, int kD, int kWG, int kBlocks>
+void launch_importance(const DgaSelectParams& p, const Work& w, cudaStream_t stream) {
+  constexpr int kThreads = 128 * kWG;
+  const int n_chunks = (p.len + kChunk - 1) / kChunk;
+  const int rows = p.q_heads / p.kv_heads * p.n_samples;
+  const size_t smem = importance_smem_bytes(kD);
+  auto* pass1 = importance_kernel<T, kD, kWG, kBlocks, false>;
+  auto* pass2 = importance_kernel<T, kD, kWG, kBlocks, true>;
+  int per_sm = 1;
+  for (auto* kernel : {pass1, pass2}) {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "dga importance shared memory attribute");
+    int n = 1;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "dga importance occupancy");
+    per_sm = kernel == pass1 ? n : std::min(per_sm, n);
+  }
+  // One wave of CTAs, each a range of whole chunks.
+  const int bh = p.batch * p.kv_heads;
+  const int wanted = std::max(1, std::min(max_ranges(p), sm_count() * std::max(1, per_sm) / bh));
+  const int per_range = (n_chunks + wanted - 1) / wanted;
+  const int n_ranges = (n_chunks + per_range - 1) / per_range;
+  const dim3 grid(n_ranges, p.kv_heads, p.batch);
+  pass1<<<grid, kThreads, smem, stream>>>(p, per_range, w.part_m, w.part_l, nullptr);
+  check(cudaGetLastError(), "dga importance pass 1");
+  const int total = bh * rows;
+  combine_kernel<<<(total * 32 + 255) / 256, 256, 0, stream>>>(w.part_m, w.part_l, w.lse, n_ranges, rows, total);
+  check(cudaGetLastError(), "dga log-sum-exp");
+  pass2<<<grid, kThreads, smem, stream>>>(p, per_range, nullptr, nullptr, w.lse);
+  check(cudaGetLastError(), "dga importance pass 2");
 }
 
 template <typename T, int kD>
 void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
   const Work w = carve(p, p.workspace);
-  const int n_chunks = (p.len + kChunk - 1) / kChunk;
   const int rows = p.q_heads / p.kv_heads * p.n_samples;
-  const size_t smem = 2 * kChunk * kPaddedRow<kD> * sizeof(T);
-  const dim3 grid(n_chunks, p.kv_heads, p.batch);
-  importance_kernel<T, kD, false><<<grid, kThreadsI, smem, stream>>>(p, w.part_m, w.part_l, nullptr);
-  check(cudaGetLastError(), "dga importance pass 1");
-  const int total = p.batch * p.kv_heads * rows;
-  combine_kernel<<<(total * 32 + 255) / 256, 256, 0, stream>>>(w.part_m, w.part_l, w.lse, n_chunks, rows, total);
-  check(cudaGetLastError(), "dga log-sum-exp");
-  importance_kernel<T, kD, true><<<grid, kThreadsI, smem, stream>>>(p, nullptr, nullptr, w.lse);
-  check(cudaGetLastError(), "dga importance pass 2");
-  focal_kernel<<<dim3(p.kv_heads, p.batch), kThreadsS, 0, stream>>>(p, w.flags);
+  if (rows <= 64) {  // the smallest CTA holding every sampled row (256 at the most, more take rounds)
+    launch_importance<T, kD, 1, 1>(p, w, stream);
+  } else if (rows <= 128) {
+    launch_importance<T, kD, 2, 1>(p, w, stream);
+  } else {
+    launch_importance<T, kD, 2, 2>(p, w, stream);
+  }
+  const dim3 grid(focal_slices(p), p.kv_heads, p.batch);
+  if (p.focal > 0 && p.focal < p.len) {
+    check(cudaMemsetAsync(w.focal.hist, 0, static_cast<size_t>(p.batch) * p.kv_heads * kHistInts * sizeof(int), stream),
+          "dga focal histograms");
+    focal_hist_kernel<0><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
+    focal_hist_kernel<1><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
+    focal_hist_kernel<2><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
+    focal_order_kernel<true><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
+  }
+  focal_order_kernel<false><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
   check(cudaGetLastError(), "dga focal split");
 }
 
@@ -375,8 +743,8 @@ void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
 size_t dga_select_workspace_bytes(const DgaSelectParams& p) {
   const size_t bh = static_cast<size_t>(p.batch) * p.kv_heads;
   const size_t rows = static_cast<size_t>(p.q_heads / p.kv_heads) * p.n_samples;
-  const size_t n_chunks = (static_cast<size_t>(p.len) + kChunk - 1) / kChunk;
-  return (2 * bh * n_chunks * rows + bh * rows) * sizeof(float) + bh * p.len;
+  return (2 * bh * max_ranges(p) * rows + bh * rows) * sizeof(float) + bh * kHistInts * sizeof(int) +
+         bh * focal_slices(p) * sizeof(int2);
 }
 
 void dga_select(const DgaSelectParams& p, Dtype dtype, cudaStream_t stream) {
@@ -393,24 +761,31 @@ void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("dga aggregate: head dim 64 or 128");
   const int total = p.batch * p.kv_heads * p.n_groups;
   if (total == 0) return;
-  const int blocks = (total * 32 + 255) / 256;
+  constexpr int kThreads = 128;  // four groups per CTA (a group's 16 rows in flight hold many registers)
+  const int blocks = (total * 32 + kThreads - 1) / kThreads;
   if (dtype == Dtype::kBFloat16) {
-    p.head_dim == 128 ? aggregate_kernel<__nv_bfloat16, 128><<<blocks, 256, 0, stream>>>(p)
-                      : aggregate_kernel<__nv_bfloat16, 64><<<blocks, 256, 0, stream>>>(p);
+    p.head_dim == 128 ? aggregate_kernel<__nv_bfloat16, 128><<<blocks, kThreads, 0, stream>>>(p)
+                      : aggregate_kernel<__nv_bfloat16, 64><<<blocks, kThreads, 0, stream>>>(p);
   } else {
-    p.head_dim == 128 ? aggregate_kernel<__half, 128><<<blocks, 256, 0, stream>>>(p)
-                      : aggregate_kernel<__half, 64><<<blocks, 256, 0, stream>>>(p);
+    p.head_dim == 128 ? aggregate_kernel<__half, 128><<<blocks, kThreads, 0, stream>>>(p)
+                      : aggregate_kernel<__half, 64><<<blocks, kThreads, 0, stream>>>(p);
   }
   check(cudaGetLastError(), "dga aggregate");
 }
 
 void dga_layout(const DgaLayoutParams& p, Dtype, cudaStream_t stream) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("dga layout: head dim 64 or 128");
-  const int64_t warps = static_cast<int64_t>(p.batch) * p.kv_heads * (p.len + p.groups);
+  const int64_t bh = static_cast<int64_t>(p.batch) * p.kv_heads;
+  const int64_t rows = bh * (p.len + p.groups);
+  if (rows == 0) return;
+  layout_interval_kernel<<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(p);
+  check(cudaGetLastError(), "dga layout intervals");
+  const int64_t copies = bh * (p.len - p.groups * p.m);  // focal and tail rows
+  const int64_t warps = (copies + kRowsPerWarp - 1) / kRowsPerWarp;
   if (warps == 0) return;
   const unsigned blocks = static_cast<unsigned>((warps * 32 + 255) / 256);
-  p.head_dim == 128 ? layout_kernel<128><<<blocks, 256, 0, stream>>>(p) : layout_kernel<64><<<blocks, 256, 0, stream>>>(p);
-  check(cudaGetLastError(), "dga layout");
+  p.head_dim == 128 ? layout_copy_kernel<128><<<blocks, 256, 0, stream>>>(p) : layout_copy_kernel<64><<<blocks, 256, 0, stream>>>(p);
+  check(cudaGetLastError(), "dga layout copies");
 }
 
 }  // namespace lcb::attn::cuda

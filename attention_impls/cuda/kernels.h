@@ -181,12 +181,12 @@ struct DgaAggregateParams {
   void* agg_v = nullptr;
   Strides out_st;
   int out_row0 = 0;
-  // Optional (dga_layout()'s merged rows): aggregate g at row g + the number of focal positions
-  // below the group's end e_g instead, focal_pos + (b·Hkv + h)·focal_stride holding n_focal
-  // positions ascending.
-  const int64_t* focal_pos = nullptr;
-  int64_t focal_stride = 0;
-  int n_focal = 0;
+  // dga_layout()'s merged rows: the groups are the non-focal positions in order, m to a group
+  // (positions = the first n_groups·m of them), and aggregate g goes instead to row g + the number
+  // of focal positions below its end e_g, which is e_g - (g + 1)·m + 1; the group's members are
+  // also copied (they are loaded anyway) to the layout's raw rows raw_row0 + g·m + j.
+  bool merged = false;
+  int raw_row0 = 0;
   int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128, n_groups = 0, m = 1;
   float scale = 1.0f;
 };
@@ -194,10 +194,11 @@ void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream
 
 // DGA's compressed layout (steps 4-5) from `order` (non-focal positions ascending, then the
 // `focal` focal ones): rows [focal and aggregates merged by lo ; raw non-focal] of keys / values
-// get the focal and raw rows of k / v (the aggregate rows are dga_aggregate()'s, with focal_pos
-// set), and lo / hi their visibility intervals: focal [pos, never), aggregate [e_g, never), raw
-// [pos, e_g) or [pos, never) in the short final group. Merged, the rows a query tile sees from
-// the first part are one prefix: one partially visible key tile there instead of two or three.
+// get the focal and raw rows of k / v (the aggregate rows, and the raw rows of complete groups,
+// are dga_aggregate()'s, with merged set), and lo / hi their visibility intervals: focal
+// [pos, never), aggregate [e_g, never), raw [pos, e_g) or [pos, never) in the short final group.
+// Merged, the rows a query tile sees from the first part are one prefix: one partially visible key
+// tile there instead of two or three.
 struct DgaLayoutParams {
   const void* k = nullptr;  // [B, Hkv, len, D]
   Strides k_st;
