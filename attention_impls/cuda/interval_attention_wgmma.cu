@@ -218,19 +218,14 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
 
   if (warp == kWG * 4) {  // the producer warp: lane 0 waits and issues, the warp scans
     int use = 0;          // K/V stage uses so far
-    // Lane 0 takes each item from the counter one item ahead, so that the atomic's round trip
-    // overlaps the listing of the one before.
-    int next = 0;
-    if (lane == 0) next = kOneTilePerCta<kWG> ? static_cast<int>(blockIdx.x) : atomicAdd(work_counter, 1);
     for (int n = 0;; ++n) {
       const int qb = n % kQBufs;
       int item = 0;
       if (lane == 0) {
-        item = next;
         if constexpr (kOneTilePerCta<kWG>) {
-          next = n_items;
+          item = n == 0 ? static_cast<int>(blockIdx.x) : n_items;
         } else {
-          if (item < n_items) next = atomicAdd(work_counter, 1);
+          item = atomicAdd(work_counter, 1);
         }
         if (n >= kQBufs) mbar_wait(&empty_q[qb], ((n / kQBufs) - 1) & 1);  // item n - kQBufs is done with it
         s_item[qb] = item;
