@@ -394,15 +394,13 @@ __device__ __forceinline__ void group_sync(int bar) {
   }
 }
 
-// Ordered compaction over one chunk of kThreads items, one per thread of a group in thread order
-// (the group: threads [i·kThreads, (i+1)·kThreads) of the CTA, synchronised by group_sync(bar)):
-// how many threads before this one have `pred`; *total gets how many have it in all. Every thread
-// of the group calls it (two barriers); s_warp holds kThreads / 32 ints of shared memory.
+// The across-warps half of block_count_before() and block_sum_before(): each warp's total (given by
+// its lane `writer`) goes through s_warp; returns the sum over the warps before this one, *total
+// the sum over all. Two barriers of the group.
 template <int kThreads>
-__device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* total, int bar = 0) {
-  const int lane = threadIdx.x % 32, warp = (threadIdx.x % kThreads) / 32;
-  const unsigned ballot = __ballot_sync(0xffffffffu, pred);
-  if (lane == 0) s_warp[warp] = __popc(ballot);
+__device__ __forceinline__ int warps_before(int warp_total, bool writer, int* s_warp, int* total, int bar) {
+  const int warp = (threadIdx.x % kThreads) / 32;
+  if (writer) s_warp[warp] = warp_total;
   group_sync<kThreads>(bar);
   int before = 0, all = 0;
 #pragma unroll
@@ -412,7 +410,18 @@ __device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* t
   }
   group_sync<kThreads>(bar);  // s_warp is rewritten by the next call
   *total = all;
-  return before + __popc(ballot & ((1u << lane) - 1));
+  return before;
+}
+
+// Ordered compaction over one chunk of kThreads items, one per thread of a group in thread order
+// (the group: threads [i·kThreads, (i+1)·kThreads) of the CTA, synchronised by group_sync(bar)):
+// how many threads before this one have `pred`; *total gets how many have it in all. Every thread
+// of the group calls it (two barriers); s_warp holds kThreads / 32 ints of shared memory.
+template <int kThreads>
+__device__ __forceinline__ int block_count_before(bool pred, int* s_warp, int* total, int bar = 0) {
+  const int lane = threadIdx.x % 32;
+  const unsigned ballot = __ballot_sync(0xffffffffu, pred);
+  return warps_before<kThreads>(__popc(ballot), lane == 0, s_warp, total, bar) + __popc(ballot & ((1u << lane) - 1));
 }
 
 // Warp-wide step of a radix select: over 256 digit counts count_at(d), the digit holding the
@@ -467,24 +476,14 @@ struct SelectScratch {
 // kThreads / 32 ints.
 template <int kThreads>
 __device__ __forceinline__ int block_sum_before(int v, int* s_warp, int* total, int bar = 0) {
-  const int lane = threadIdx.x % 32, warp = (threadIdx.x % kThreads) / 32;
+  const int lane = threadIdx.x % 32;
   int incl = v;
 #pragma unroll
   for (int off = 1; off < 32; off <<= 1) {
     const int other = __shfl_up_sync(0xffffffffu, incl, off);
     if (lane >= off) incl += other;
   }
-  if (lane == 31) s_warp[warp] = incl;
-  group_sync<kThreads>(bar);
-  int before = 0, all = 0;
-#pragma unroll
-  for (int w = 0; w < kThreads / 32; ++w) {
-    before += w < warp ? s_warp[w] : 0;
-    all += s_warp[w];
-  }
-  group_sync<kThreads>(bar);  // s_warp is rewritten by the next call
-  *total = all;
-  return before + incl - v;
+  return warps_before<kThreads>(incl, lane == 31, s_warp, total, bar) + incl - v;
 }
 
 // Radix select: marks flag[i] = 1 for the k largest of key_at(0 .. n-1) (unsigned keys; 0 < k < n;
