@@ -323,9 +323,9 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
         }
     }
     float corr[2];
-    softmax_tile<16>(&s[0][0], row_max, row_sum, corr, scale_log2);
+    const bool moved = softmax_tile<16>(&s[0][0], row_max, row_sum, corr, scale_log2);
     // Once the running maxima settle most chunks leave them unchanged: no rescale then.
-    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) rescale_o<D>(&o[0][0], corr);
+    if (__any_sync(0xffffffffu, moved)) rescale_o<D>(&o[0][0], corr);
 
     // O += P V: the two key octets of S form one A fragment.
     uint32_t pa[4];
