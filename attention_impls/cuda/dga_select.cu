@@ -691,17 +691,17 @@ void launch_importance(const DgaSelectParams& p, const Work& w, cudaStream_t str
   const size_t smem = importance_smem_bytes(kD);
   auto* pass1 = importance_kernel<T, kD, kWG, kBlocks, false>;
   auto* pass2 = importance_kernel<T, kD, kWG, kBlocks, true>;
-  int per_sm = 1;
+  int per_sm = 16;  // CTAs per SM both passes reach (16: max_ranges()'s bound)
   for (auto* kernel : {pass1, pass2}) {
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "dga importance shared memory attribute");
     int n = 1;
     check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "dga importance occupancy");
-    per_sm = kernel == pass1 ? n : std::min(per_sm, n);
+    per_sm = std::min(per_sm, std::max(1, n));
   }
   // One wave of CTAs, each a range of whole chunks.
   const int bh = p.batch * p.kv_heads;
-  const int wanted = std::max(1, std::min(max_ranges(p), sm_count() * std::max(1, per_sm) / bh));
+  const int wanted = std::max(1, std::min(max_ranges(p), sm_count() * per_sm / bh));
   const int per_range = (n_chunks + wanted - 1) / wanted;
   const int n_ranges = (n_chunks + per_range - 1) / per_range;
   const dim3 grid(n_ranges, p.kv_heads, p.batch);
