@@ -212,6 +212,9 @@ class Dga final : public Attention {
     const int64_t groups = s.q_heads / s.kv_heads;
     const bool fast_path = fast::reason_not(q, k, v, opts).empty();
     const Layout lay = build_layout(q, k, v, scale, fast_path);
+    // The pairs the layout keeps, summed before the attention is queued: the cost reads them
+    // without waiting for it.
+    fast::DeferredSum seen_pairs(seen_by_key(s, lay));
 
     Output o;
     if (fast_path) {
@@ -236,7 +239,7 @@ class Dga final : public Attention {
         return ref::interval_mask(kept_lo, kept_hi, pos, groups);
       });
     }
-    o.cost = layout_cost(s, lay);
+    o.cost = layout_cost(s, lay, seen_pairs.get());
     if (cache) {
       auto c = std::make_unique<DgaCache>();
       // On the fast path these are views into the whole layout: copies keep only the cache.
@@ -250,12 +253,16 @@ class Dga final : public Attention {
     return o;
   }
 
-  // Exact pairs from the intervals: each compressed key is seen by positions [lo, min(hi, L)).
-  Cost layout_cost(const Shape& s, const Layout& lay) const {
-    Cost c;
+  // How many query positions see each compressed key: [lo, min(hi, L)).
+  static at::Tensor seen_by_key(const Shape& s, const Layout& lay) {
     at::NoGradGuard no_grad;
-    const at::Tensor seen = (lay.hi.clamp_max(s.kv_len) - lay.lo).clamp_min(0);
-    c.kept_pairs = seen.sum().item<int64_t>() * (s.q_heads / s.kv_heads);
+    return (lay.hi.clamp_max(s.kv_len) - lay.lo).clamp_min(0);
+  }
+
+  // Exact pairs from the intervals: `seen_pairs`, seen_by_key()'s sum, per kv head's query heads.
+  Cost layout_cost(const Shape& s, const Layout& lay, int64_t seen_pairs) const {
+    Cost c;
+    c.kept_pairs = seen_pairs * (s.q_heads / s.kv_heads);
     ref::finish_cost(c, s, s.batch * s.kv_heads * (lay.focal + lay.groups + lay.raw));
     const double D = static_cast<double>(s.head_dim);
     // Importance: q·k for each sampled query over its causal keys; groups: q·k of the group's

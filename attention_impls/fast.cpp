@@ -10,6 +10,7 @@
 #include "attention_impls/cuda/kernels.h"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #endif
 
 namespace lcb::attn::fast {
@@ -17,6 +18,16 @@ namespace lcb::attn::fast {
 #ifndef LCB_WITH_CUDA
 
 bool built() { return false; }
+
+struct StageTimer::Impl {};
+StageTimer::StageTimer() { throw std::logic_error("fast::StageTimer: this build has no CUDA kernels"); }
+StageTimer::~StageTimer() = default;
+std::vector<std::pair<std::string, double>> StageTimer::stages() { return {}; }
+
+struct DeferredSum::Event {};
+DeferredSum::DeferredSum(const at::Tensor& x) : host_(x.sum().to(at::kCPU)) {}
+DeferredSum::~DeferredSum() = default;
+int64_t DeferredSum::get() { return host_.item<int64_t>(); }
 
 std::string reason_not(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Options&) {
   return "this build has no CUDA kernels";
@@ -128,6 +139,62 @@ at::Tensor launch_decode(cuda::DecodeParams& p, const at::Tensor& q, int64_t kv_
 }  // namespace
 
 bool built() { return true; }
+
+struct StageTimer::Impl final : cuda::StageRecorder {
+  std::vector<std::pair<std::string, cudaEvent_t>> marks;  // the first: the start
+  void mark(const char* stage, cudaStream_t stream) override {
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreate(&e) != cudaSuccess) throw std::runtime_error("fast::StageTimer: cudaEventCreate failed");
+    marks.emplace_back(stage, e);
+    if (cudaEventRecord(e, stream) != cudaSuccess) throw std::runtime_error("fast::StageTimer: cudaEventRecord failed");
+  }
+  ~Impl() override {
+    for (auto& m : marks) cudaEventDestroy(m.second);
+  }
+};
+
+StageTimer::StageTimer() : impl_(std::make_unique<Impl>()) {
+  impl_->mark("start", at::cuda::getCurrentCUDAStream());
+  cuda::set_stage_recorder(impl_.get());
+}
+
+StageTimer::~StageTimer() { cuda::set_stage_recorder(nullptr); }
+
+std::vector<std::pair<std::string, double>> StageTimer::stages() {
+  std::vector<std::pair<std::string, double>> out;
+  const auto& m = impl_->marks;
+  for (size_t i = 1; i < m.size(); ++i) {
+    float ms = 0;
+    if (cudaEventSynchronize(m[i].second) != cudaSuccess || cudaEventElapsedTime(&ms, m[i - 1].second, m[i].second) != cudaSuccess) {
+      throw std::runtime_error("fast::StageTimer: reading stage '" + m[i].first + "' failed");
+    }
+    out.emplace_back(m[i].first, ms);
+  }
+  return out;
+}
+
+struct DeferredSum::Event {
+  at::cuda::CUDAEvent done;
+};
+
+DeferredSum::DeferredSum(const at::Tensor& x) {
+  const at::Tensor sum = x.sum();
+  if (!sum.is_cuda()) {
+    host_ = sum;
+    return;
+  }
+  host_ = at::empty({}, sum.options().device(at::kCPU).pinned_memory(true));
+  host_.copy_(sum, /*non_blocking=*/true);
+  event_ = std::make_unique<Event>();
+  event_->done.record(at::cuda::getCurrentCUDAStream(sum.device().index()));
+}
+
+DeferredSum::~DeferredSum() = default;
+
+int64_t DeferredSum::get() {
+  if (event_) event_->done.synchronize();
+  return host_.item<int64_t>();
+}
 
 std::string reason_not(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Options& opts) {
   if (opts.reference) return "reference forced";
@@ -526,6 +593,8 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
     const at::Tensor grouped = order.narrow(-1, 0, G * m).view({B, Hkv, G, m});
     launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, /*merged=*/true, /*raw_row0=*/focal + G);
   }
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cuda::mark_stage("aggregation", stream);
   cuda::DgaLayoutParams p;
   p.k = k.data_ptr();
   p.k_st = strides_of(k);
@@ -544,7 +613,8 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
   p.focal = static_cast<int>(focal);
   p.groups = static_cast<int>(G);
   p.m = static_cast<int>(m);
-  cuda::dga_layout(p, kernel_dtype(k), at::cuda::getCurrentCUDAStream());
+  cuda::dga_layout(p, kernel_dtype(k), stream);
+  cuda::mark_stage("layout", stream);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include "attention_impls/attention.h"
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,43 @@ namespace lcb::attn::fast {
 
 // Whether this build contains the CUDA kernels.
 bool built();
+
+// Stage timings, for benchmarks: while a StageTimer lives on this thread, the fast paths record a
+// CUDA event on the current stream at the end of each stage of their pipelines (DGA: importance,
+// focal split, aggregation, layout; every interval attention: tile summaries, attention), and
+// stages() gives each stage's milliseconds since the previous mark (the first since the timer's
+// start). Work queued between two marks (allocations, small ATen kernels) counts in the later
+// stage. Throws in a build without the CUDA kernels.
+class StageTimer {
+ public:
+  StageTimer();
+  ~StageTimer();
+  StageTimer(const StageTimer&) = delete;
+  StageTimer& operator=(const StageTimer&) = delete;
+  // Waits for the stages marked so far; (stage, ms) in the order they ran.
+  std::vector<std::pair<std::string, double>> stages();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The sum of an integer tensor, read on the host without waiting for the work queued after it:
+// on CUDA the sum is copied behind the work queued so far and get() waits only for that copy
+// (a forward can queue its attention kernel, then read a count it needs for its cost).
+class DeferredSum {
+ public:
+  explicit DeferredSum(const at::Tensor& x);
+  ~DeferredSum();
+  DeferredSum(const DeferredSum&) = delete;
+  DeferredSum& operator=(const DeferredSum&) = delete;
+  int64_t get();
+
+ private:
+  at::Tensor host_;
+  struct Event;
+  std::unique_ptr<Event> event_;
+};
 
 // Empty when the kernels can run attention of q over k/v (a Hopper GPU, bf16/fp16, head dim 64 or
 // 128, no gradient wanted, positive scale, reference not forced); otherwise why not.

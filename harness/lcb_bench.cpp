@@ -10,13 +10,13 @@
 // GBps (q, k, v or the cache read once, output written once), x_sdpa (SDPA's median / this
 // median, same shape and mode), and for DGA, topk_block and topk prefill select_ms / attend_ms
 // (selection and attention timed apart; topk's attend is the total less the select, whose five
-// passes are listed), and for sparse prefills density (the pairs computed over causal dense's,
-// from cost()). A table of the medians is printed last.
+// passes are listed; DGA's come from one forward's stage marks, each stage also a counter
+// <stage>_ms and in the note with its share), and for sparse prefills density (the pairs computed
+// over causal dense's, from cost()). A table of the medians is printed last.
 //
 //   lcb_bench [--lengths=4096,16384,65536,131072] [--modes=prefill,decode] [--heads=mha,gqa]
 //             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
 //             [--batch=1] [Google Benchmark flags]
-#include "attention_impls/dga.h"
 #include "attention_impls/topk_block.h"
 #include "attention_impls/fast.h"
 #include "attention_impls/reference.h"
@@ -204,6 +204,41 @@ std::string stage_note(benchmark::State& st, double select_ms, double attend_ms)
   return buf;
 }
 
+// A pipeline's stage medians over runs (StageTimer::stages() of each): a counter per stage
+// (<stage>_ms), select_ms / attend_ms (attend: the tile summaries and the attention), and the
+// table row's note: each stage's median and share of their sum.
+std::string pipeline_note(benchmark::State& st, const std::vector<std::vector<std::pair<std::string, double>>>& runs) {
+  if (runs.empty() || runs.front().empty()) return "";
+  const auto& first = runs.front();
+  std::vector<double> med(first.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    std::vector<double> ms;
+    for (const auto& r : runs) {
+      if (r.size() != first.size() || r[i].first != first[i].first) return "stages differ between runs";
+      ms.push_back(r[i].second);
+    }
+    med[i] = median(ms);
+  }
+  double total = 0, attend = 0;
+  for (size_t i = 0; i < med.size(); ++i) {
+    total += med[i];
+    if (first[i].first == "tile summaries" || first[i].first == "attention") attend += med[i];
+  }
+  st.counters["select_ms"] = total - attend;
+  st.counters["attend_ms"] = attend;
+  std::string note;
+  for (size_t i = 0; i < med.size(); ++i) {
+    std::string key = first[i].first;
+    std::replace(key.begin(), key.end(), ' ', '_');
+    st.counters[key + "_ms"] = med[i];
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s%s %.3f (%.0f%%)", i ? ", " : "", first[i].first.c_str(), med[i],
+                  total > 0 ? 100 * med[i] / total : 0.0);
+    note += buf;
+  }
+  return note + " ms";
+}
+
 void run_one(benchmark::State& st, const std::string& name, const Settings& cfg, const std::string& mode,
              const std::string& heads, int64_t L, const std::string& spec) {
   const int64_t B = cfg.batch, hkv = kv_heads_of(heads);
@@ -254,15 +289,15 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
       bytes = o.cost.bytes;
       density = o.cost.achieved_density();
       fn = [&in, &impl] { impl->forward(in.q, in.k, in.v, {}); };
-      if (impl->family() == "dga") {  // stage shares
-        attn::DgaPlan plan;
-        const double sel = median(time_calls([&] { plan = attn::dga_plan(*impl, in.q, in.k, in.v, scale); }, nullptr, 5));
-        const double att = median(time_calls(
-            [&] {
-              attn::fast::interval_attention(in.q, plan.keys, plan.values, plan.lo, plan.hi, 0, scale, {}, plan.rows_per_cta);
-            },
-            nullptr, 5));
-        note = stage_note(st, sel, att);
+      if (impl->family() == "dga") {  // each stage of one forward, from the marks it records
+        std::vector<std::vector<std::pair<std::string, double>>> runs;
+        for (int i = 0; i < 5; ++i) {
+          flush_l2();
+          attn::fast::StageTimer timer;
+          impl->forward(in.q, in.k, in.v, {});
+          runs.push_back(timer.stages());
+        }
+        note = pipeline_note(st, runs);
       } else if (impl->family() == "topk_block") {
         at::Tensor sel;
         const double sel_ms = median(time_calls([&] { sel = attn::topk_block_plan(*impl, in.q, in.k, {}); }, nullptr, 5));

@@ -1,5 +1,6 @@
 // A parametrised suite over every registry entry and example spec: registering an implementation
 // puts it under these tests. Also the spec parser's errors.
+#include "attention_impls/fast.h"
 #include "attention_impls/registry.h"
 #include "tests/registry_specs.h"
 #include "tests/test_util.h"
@@ -186,6 +187,21 @@ TEST(CheckQkv, NamesTheTensorAndDimension) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("k dim 3 (head dim) must equal q's 16, got 8"), std::string::npos) << e.what();
   }
+}
+
+// DeferredSum on the host is the plain sum, exact for int64 totals past 2^31.
+TEST(Fast, DeferredSumOnTheHost) {
+  const at::Tensor x = at::full({3, 1000}, int64_t{3} << 30, at::TensorOptions().dtype(at::kLong));
+  fast::DeferredSum sum(x);
+  EXPECT_EQ(sum.get(), int64_t{3000} * (int64_t{3} << 30));
+  fast::DeferredSum ints(at::arange(-5, 100, at::TensorOptions().dtype(at::kInt)));
+  EXPECT_EQ(ints.get(), (99 * 100) / 2 - 15);
+}
+
+// Without the CUDA kernels a StageTimer refuses to start rather than time nothing.
+TEST(Fast, StageTimerNeedsTheKernels) {
+  if (fast::built()) GTEST_SKIP() << "this build has the CUDA kernels (the GPU suite tests the timer)";
+  EXPECT_THROW(fast::StageTimer(), std::logic_error);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "attention_impls/registry.h"
 #include "tests/test_util.h"
 
+#include <ATen/cuda/CUDAEvent.h>
 #include <torch/cuda.h>
 
 #include <cstdio>
@@ -539,6 +540,53 @@ TEST(DgaKernels, LayoutMatchesTheReference) {
   const int64_t focal = (2000 + 9) / 10, merged = focal + (2000 - focal) / 16;  // ceil(0.1 L) + full groups
   const at::Tensor lo = plan.lo.to(at::kCPU).to(at::kLong).narrow(-1, 0, merged);
   EXPECT_TRUE(lo.narrow(-1, 1, merged - 1).gt(lo.narrow(-1, 0, merged - 1)).all().item<bool>());
+}
+
+// A DGA forward under a StageTimer marks its six stages in the order they run, each taking time,
+// together about as long as the forward, and the marks leave the output and the cost unchanged;
+// with the timer gone, marks record nothing.
+TEST(DgaKernels, StageTimerMarksEachStage) {
+  REQUIRE_GPU();
+  const auto impl = attn::make_attention("dga:m=16,gamma=0.1");
+  const auto in = test::random_qkv(1, 8, 2, 3000, 3000, 128, 41, at::kBFloat16, kCuda);
+  const attn::Output plain = impl->forward(in.q, in.k, in.v, {});
+  std::vector<std::pair<std::string, double>> stages;
+  attn::Output timed;
+  {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record();
+    attn::fast::StageTimer timer;
+    timed = impl->forward(in.q, in.k, in.v, {});
+    stop.record();
+    stages = timer.stages();
+    const double whole = start.elapsed_time(stop);
+    double sum = 0;
+    for (const auto& s : stages) sum += s.second;
+    EXPECT_LE(sum, whole * 1.001 + 1e-3);
+    EXPECT_GT(sum, 0.5 * whole) << "the stages should cover most of the forward";
+  }
+  const std::vector<std::string> want = {"importance", "focal split", "aggregation", "layout", "tile summaries", "attention"};
+  ASSERT_EQ(stages.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(stages[i].first, want[i]);
+    EXPECT_GT(stages[i].second, 0.0) << want[i];
+  }
+  EXPECT_TRUE(timed.out.equal(plain.out));
+  EXPECT_EQ(timed.cost.kept_pairs, plain.cost.kept_pairs);
+  // Marks after the timer are no-ops: a new timer sees only its own.
+  impl->forward(in.q, in.k, in.v, {});
+  attn::fast::StageTimer again;
+  EXPECT_TRUE(again.stages().empty());
+}
+
+// DeferredSum of a CUDA tensor reads the sum queued before later work, exactly.
+TEST(DgaKernels, DeferredSumOfADeviceTensor) {
+  REQUIRE_GPU();
+  const at::Tensor x = at::randint(-1000, 1000, {4, 5, 777}, at::TensorOptions().dtype(at::kInt).device(kCuda));
+  attn::fast::DeferredSum sum(x);
+  at::Tensor busy = at::randn({2048, 2048}, at::TensorOptions().device(kCuda));
+  for (int i = 0; i < 8; ++i) busy = at::matmul(busy, busy).tanh();  // queued after the sum
+  EXPECT_EQ(sum.get(), x.sum().item<int64_t>());
 }
 
 // GQA runs the tensor-core kernel, or with LCB_DECODE_KERNEL=simt the CUDA-core one (MHA's).

@@ -725,6 +725,7 @@ void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
   } else {
     launch_importance<T, kD, 2, 2>(p, w, stream);
   }
+  mark_stage("importance", stream);
   const dim3 grid(focal_slices(p), p.kv_heads, p.batch);
   if (p.focal > 0 && p.focal < p.len) {
     check(cudaMemsetAsync(w.focal.hist, 0, static_cast<size_t>(p.batch) * p.kv_heads * kHistInts * sizeof(int), stream),
@@ -736,6 +737,7 @@ void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
   }
   focal_order_kernel<false><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
   check(cudaGetLastError(), "dga focal split");
+  mark_stage("focal split", stream);
 }
 
 }  // namespace

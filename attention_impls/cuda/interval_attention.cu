@@ -228,7 +228,15 @@ void summarise(const IntervalParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "tile summary launch");
 }
 
+thread_local StageRecorder* stage_recorder = nullptr;
+
 }  // namespace
+
+void set_stage_recorder(StageRecorder* recorder) { stage_recorder = recorder; }
+
+void mark_stage(const char* stage, cudaStream_t stream) {
+  if (stage_recorder != nullptr) stage_recorder->mark(stage, stream);
+}
 
 size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
   return interval_summary_bytes(batch, kv_heads, kv_len) + 16;  // the summaries, the work counter
@@ -262,6 +270,7 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   if (p.row_state != nullptr) throw std::invalid_argument("interval attention: row_state is topk_attention()'s");
   if (p.q_len <= 0 || p.kv_len <= 0) return;
   summarise(p, stream);
+  mark_stage("tile summaries", stream);
   // Head dim 128 runs the wgmma kernel: 128 rows x 128-key tiles, or 64 x 64 with a block
   // selection (one query block per work item, one key block per tile: a selected tile needs no
   // per-element mask) or when p.rows_per_cta asks for 64. LCB_INTERVAL_KERNEL=wgmma64 asks for
@@ -276,6 +285,7 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
                                                                              : WgmmaShape::kRows128Keys128;
   if (p.head_dim == 128 && choice != "mma" &&
       launch_interval_wgmma(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), shape, stream)) {
+    mark_stage("attention", stream);
     return;
   }
   if (dtype == Dtype::kBFloat16) {
@@ -283,6 +293,7 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
   } else {
     p.head_dim == 128 ? launch<__half, 128>(p, stream) : launch<__half, 64>(p, stream);
   }
+  mark_stage("attention", stream);
 }
 
 }  // namespace lcb::attn::cuda

@@ -13,6 +13,18 @@ enum class Dtype { kBFloat16, kFloat16 };
 
 constexpr int32_t kNever = 0x7fffffff;  // interval end "visible forever"
 
+// Stage marks, for benchmarks: the launchers of multi-kernel pipelines call mark_stage() at the
+// end of each stage (DGA: "importance", "focal split"; the interval attention: "tile summaries",
+// "attention"). While a recorder is set on this thread it records the mark on the stream (a CUDA
+// event); with none (the default) a mark does nothing.
+class StageRecorder {
+ public:
+  virtual ~StageRecorder() = default;
+  virtual void mark(const char* stage, cudaStream_t stream) = 0;
+};
+void set_stage_recorder(StageRecorder* recorder);  // nullptr: none
+void mark_stage(const char* stage, cudaStream_t stream);
+
 // Element strides of a [B, H, L, D] tensor whose last dimension is contiguous.
 struct Strides {
   int64_t b = 0, h = 0, l = 0;
