@@ -81,11 +81,19 @@ class Dga final : public Attention {
   int64_t tail_limit() const { return robust_ceil(static_cast<double>(m_) / (1.0 - gamma_)); }
 
   // Sampled query positions S (ascending, always containing L - 1).
-  at::Tensor sampled_positions(int64_t L, at::Device dev) const {
+  // The sampled query positions, ascending, in `dtype` (int64 or int32) on `dev`.
+  at::Tensor sampled_positions(int64_t L, at::Device dev, at::ScalarType dtype = at::kLong) const {
     const int64_t n = std::min(samples_, L);
     const auto opt = at::TensorOptions().dtype(at::kLong).device(dev);
-    if (sample_ == "last") return at::arange(L - n, L, opt);
-    return (at::arange(1, n + 1, opt) * L).div(n, "floor") - 1;  // floor((t+1)·L/n) - 1
+    if (sample_ == "last") return at::arange(L - n, L, opt.dtype(dtype));
+    return ((at::arange(1, n + 1, opt) * L).div(n, "floor") - 1).to(dtype);  // floor((t+1)·L/n) - 1
+  }
+  // Σ over the sampled positions of (position + 1): the causal keys they score.
+  int64_t sampled_pairs(int64_t L) const {
+    const int64_t n = std::min(samples_, L);
+    int64_t sum = 0;
+    for (int64_t t = 0; t < n; ++t) sum += (sample_ == "last" ? L - n + t : (t + 1) * L / n - 1) + 1;
+    return sum;
   }
 
   // The DGA layout of a prefill: compressed keys/values with intervals [focal ; aggregates ; raw
@@ -119,7 +127,7 @@ class Dga final : public Attention {
     at::Tensor order;  // [B, Hkv, L]: non-focal positions ascending, then focal positions ascending
     if (kernels) {
       at::NoGradGuard no_grad;
-      order = fast::dga_order(q.detach(), k.detach(), sampled_positions(L, q.device()), scale, F).second;
+      order = fast::dga_order(q.detach(), k.detach(), sampled_positions(L, q.device(), at::kInt), scale, F).second;
     } else {
       at::NoGradGuard no_grad;
       const at::Tensor S = sampled_positions(L, q.device());
@@ -267,9 +275,7 @@ class Dga final : public Attention {
     const double D = static_cast<double>(s.head_dim);
     // Importance: q·k for each sampled query over its causal keys; groups: q·k of the group's
     // query heads over m keys, then the weighted sums of K and V.
-    const at::Tensor S = sampled_positions(s.kv_len, at::kCPU);
-    const double sampled_pairs = static_cast<double>((S + 1).sum().item<int64_t>());
-    c.selection_flops = 2.0 * D * sampled_pairs * s.batch * s.q_heads +
+    c.selection_flops = 2.0 * D * static_cast<double>(sampled_pairs(s.kv_len)) * s.batch * s.q_heads +
                         static_cast<double>(lay.groups) * s.batch * (2.0 * D * m_ * s.q_heads + 4.0 * D * m_ * s.kv_heads);
     return c;
   }

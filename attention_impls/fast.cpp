@@ -3,6 +3,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <stdexcept>
 
@@ -22,7 +23,7 @@ bool built() { return false; }
 struct StageTimer::Impl {};
 StageTimer::StageTimer() { throw std::logic_error("fast::StageTimer: this build has no CUDA kernels"); }
 StageTimer::~StageTimer() = default;
-std::vector<std::pair<std::string, double>> StageTimer::stages() { return {}; }
+std::vector<StageTimer::Stage> StageTimer::stages() { return {}; }
 
 struct DeferredSum::Event {};
 DeferredSum::DeferredSum(const at::Tensor& x) : host_(x.sum().to(at::kCPU)) {}
@@ -141,15 +142,20 @@ at::Tensor launch_decode(cuda::DecodeParams& p, const at::Tensor& q, int64_t kv_
 bool built() { return true; }
 
 struct StageTimer::Impl final : cuda::StageRecorder {
-  std::vector<std::pair<std::string, cudaEvent_t>> marks;  // the first: the start
+  struct Mark {
+    std::string stage;
+    cudaEvent_t event;
+    std::chrono::steady_clock::time_point host;
+  };
+  std::vector<Mark> marks;  // the first: the start
   void mark(const char* stage, cudaStream_t stream) override {
     cudaEvent_t e = nullptr;
     if (cudaEventCreate(&e) != cudaSuccess) throw std::runtime_error("fast::StageTimer: cudaEventCreate failed");
-    marks.emplace_back(stage, e);
+    marks.push_back({stage, e, std::chrono::steady_clock::now()});
     if (cudaEventRecord(e, stream) != cudaSuccess) throw std::runtime_error("fast::StageTimer: cudaEventRecord failed");
   }
   ~Impl() override {
-    for (auto& m : marks) cudaEventDestroy(m.second);
+    for (auto& m : marks) cudaEventDestroy(m.event);
   }
 };
 
@@ -160,15 +166,15 @@ StageTimer::StageTimer() : impl_(std::make_unique<Impl>()) {
 
 StageTimer::~StageTimer() { cuda::set_stage_recorder(nullptr); }
 
-std::vector<std::pair<std::string, double>> StageTimer::stages() {
-  std::vector<std::pair<std::string, double>> out;
+std::vector<StageTimer::Stage> StageTimer::stages() {
+  std::vector<Stage> out;
   const auto& m = impl_->marks;
   for (size_t i = 1; i < m.size(); ++i) {
     float ms = 0;
-    if (cudaEventSynchronize(m[i].second) != cudaSuccess || cudaEventElapsedTime(&ms, m[i - 1].second, m[i].second) != cudaSuccess) {
-      throw std::runtime_error("fast::StageTimer: reading stage '" + m[i].first + "' failed");
+    if (cudaEventSynchronize(m[i].event) != cudaSuccess || cudaEventElapsedTime(&ms, m[i - 1].event, m[i].event) != cudaSuccess) {
+      throw std::runtime_error("fast::StageTimer: reading stage '" + m[i].stage + "' failed");
     }
-    out.emplace_back(m[i].first, ms);
+    out.push_back({m[i].stage, ms, std::chrono::duration<double, std::milli>(m[i].host - m[i - 1].host).count()});
   }
   return out;
 }

@@ -20,15 +20,20 @@ bool built();
 // focal split, aggregation, layout; every interval attention: tile summaries, attention), and
 // stages() gives each stage's milliseconds since the previous mark (the first since the timer's
 // start). Work queued between two marks (allocations, small ATen kernels) counts in the later
-// stage. Throws in a build without the CUDA kernels.
+// stage. host_ms is the host's time between the same marks: a stage whose host_ms exceeds its
+// ms kept the GPU waiting for launches. Throws in a build without the CUDA kernels.
 class StageTimer {
  public:
+  struct Stage {
+    std::string name;
+    double ms = 0, host_ms = 0;
+  };
   StageTimer();
   ~StageTimer();
   StageTimer(const StageTimer&) = delete;
   StageTimer& operator=(const StageTimer&) = delete;
-  // Waits for the stages marked so far; (stage, ms) in the order they ran.
-  std::vector<std::pair<std::string, double>> stages();
+  // Waits for the stages marked so far; in the order they ran.
+  std::vector<Stage> stages();
 
  private:
   struct Impl;

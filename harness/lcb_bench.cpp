@@ -216,35 +216,39 @@ std::string stage_note(benchmark::State& st, double select_ms, double attend_ms)
   return buf;
 }
 
-// A pipeline's stage medians over runs (StageTimer::stages() of each): a counter per stage
-// (<stage>_ms), select_ms / attend_ms (attend: the tile summaries and the attention), and the
-// table row's note: each stage's median and share of their sum.
-std::string pipeline_note(benchmark::State& st, const std::vector<std::vector<std::pair<std::string, double>>>& runs) {
+// A pipeline's stage medians over runs (StageTimer::stages() of each): counters per stage
+// (<stage>_ms on the GPU, <stage>_host_ms on the host), select_ms / attend_ms (attend: the tile
+// summaries and the attention), and the table row's note: each stage's median and share of their
+// sum.
+std::string pipeline_note(benchmark::State& st, const std::vector<std::vector<attn::fast::StageTimer::Stage>>& runs) {
   if (runs.empty() || runs.front().empty()) return "";
   const auto& first = runs.front();
-  std::vector<double> med(first.size());
+  std::vector<double> med(first.size()), host(first.size());
   for (size_t i = 0; i < first.size(); ++i) {
-    std::vector<double> ms;
+    std::vector<double> ms, host_ms;
     for (const auto& r : runs) {
-      if (r.size() != first.size() || r[i].first != first[i].first) return "stages differ between runs";
-      ms.push_back(r[i].second);
+      if (r.size() != first.size() || r[i].name != first[i].name) return "stages differ between runs";
+      ms.push_back(r[i].ms);
+      host_ms.push_back(r[i].host_ms);
     }
     med[i] = median(ms);
+    host[i] = median(host_ms);
   }
   double total = 0, attend = 0;
   for (size_t i = 0; i < med.size(); ++i) {
     total += med[i];
-    if (first[i].first == "tile summaries" || first[i].first == "attention") attend += med[i];
+    if (first[i].name == "tile summaries" || first[i].name == "attention") attend += med[i];
   }
   st.counters["select_ms"] = total - attend;
   st.counters["attend_ms"] = attend;
   std::string note;
   for (size_t i = 0; i < med.size(); ++i) {
-    std::string key = first[i].first;
+    std::string key = first[i].name;
     std::replace(key.begin(), key.end(), ' ', '_');
     st.counters[key + "_ms"] = med[i];
+    st.counters[key + "_host_ms"] = host[i];
     char buf[96];
-    std::snprintf(buf, sizeof buf, "%s%s %.3f (%.0f%%)", i ? ", " : "", first[i].first.c_str(), med[i],
+    std::snprintf(buf, sizeof buf, "%s%s %.3f (%.0f%%)", i ? ", " : "", first[i].name.c_str(), med[i],
                   total > 0 ? 100 * med[i] / total : 0.0);
     note += buf;
   }
@@ -302,7 +306,7 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
       density = o.cost.achieved_density();
       fn = [&in, &impl] { impl->forward(in.q, in.k, in.v, {}); };
       if (impl->family() == "dga") {  // each stage of one forward, from the marks it records
-        std::vector<std::vector<std::pair<std::string, double>>> runs;
+        std::vector<std::vector<attn::fast::StageTimer::Stage>> runs;
         for (int i = 0; i < 5; ++i) {
           flush_l2();
           attn::fast::StageTimer timer;
