@@ -209,8 +209,7 @@ size_t prefill_static_bytes() {
 template <typename T, int kD, int kGroups>
 void launch_prefill_groups(const BlockSelectParams& p, size_t smem, cudaStream_t stream) {
   auto* kernel = select_prefill_kernel<T, kD, kGroups>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "block select shared memory attribute");
+  allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, "block select shared memory attribute");
   const dim3 grid((p.n_blocks + kGroups - 1) / kGroups, p.q_heads, p.batch);
   kernel<<<grid, kThreadsP * kGroups, smem, stream>>>(p);
   check(cudaGetLastError(), "block select launch");
@@ -342,8 +341,7 @@ void launch_decode_select(const BlockDecodeParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "block bounds launch");
   const size_t smem = static_cast<size_t>(n_cand) * 5;
   if (smem > 48 * 1024) {
-    check(cudaFuncSetAttribute(decode_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "block rows shared memory attribute");
+    allow_dynamic_smem(reinterpret_cast<const void*>(decode_rows_kernel), smem, "block rows shared memory attribute");
   }
   decode_rows_kernel<<<dim3(p.q_heads, p.batch), kThreadsD, smem, stream>>>(p);
   check(cudaGetLastError(), "block rows launch");

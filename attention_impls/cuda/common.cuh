@@ -8,8 +8,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace lcb::attn::cuda::detail {
 
@@ -23,6 +26,21 @@ inline size_t smem_optin() {
   check(cudaGetDevice(&device), "device");
   check(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
   return static_cast<size_t>(bytes);
+}
+
+// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device. The attribute
+// persists, so cudaFuncSetAttribute runs only when this device has not yet allowed the kernel as
+// much: the launchers run on every forward, and host time between launches can leave the GPU idle.
+inline void allow_dynamic_smem(const void* kernel, size_t bytes, const char* what) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, int>, size_t> allowed;
+  int device = 0;
+  check(cudaGetDevice(&device), "device");
+  const std::lock_guard<std::mutex> lock(mu);
+  size_t& a = allowed[{kernel, device}];
+  if (bytes <= a) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), what);
+  a = bytes;
 }
 
 // Streaming multiprocessors of the current device.

@@ -428,9 +428,7 @@ void launch(const DecodeParams& p, cudaStream_t stream) {
   if constexpr (G > 1) {
     if (use_mma(p)) {
       constexpr size_t smem = mma_smem_bytes<D>();
-      check(cudaFuncSetAttribute(split_mma_kernel<T, D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem)),
-            "decode shared memory attribute");
+      allow_dynamic_smem(reinterpret_cast<const void*>(split_mma_kernel<T, D, G>), smem, "decode shared memory attribute");
       split_mma_kernel<T, D, G><<<grid, kThreads, smem, stream>>>(p, total, per_split);
       done = true;
     }

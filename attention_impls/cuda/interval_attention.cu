@@ -222,8 +222,7 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
 template <typename T, int D>
 void launch(const IntervalParams& p, cudaStream_t stream) {
   const size_t smem = static_cast<size_t>(kBlockM + 4 * kBlockN) * D * sizeof(T);
-  check(cudaFuncSetAttribute(interval_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "shared memory attribute");
+  allow_dynamic_smem(reinterpret_cast<const void*>(interval_kernel<T, D>), smem, "shared memory attribute");
   const dim3 grid((p.q_len + kBlockM - 1) / kBlockM, p.q_heads, p.batch);
   interval_kernel<T, D><<<grid, kThreads, smem, stream>>>(p, reinterpret_cast<const int4*>(p.tile_summary));
   check(cudaGetLastError(), "launch");

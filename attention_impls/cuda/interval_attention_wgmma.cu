@@ -644,8 +644,7 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   const size_t smem = tile_bytes<kBN, kWG, kStages>() + 1024;
   if (smem > smem_optin()) return false;
   auto* kernel = interval_ws_kernel<T, kBN, kWG, kStages, kThr>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "wgmma shared memory attribute");
+  allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, "wgmma shared memory attribute");
   int* counter = work_counter(p);
   int ctas = static_cast<int>(items);
   if constexpr (!kOneTilePerCta<kWG>) {
@@ -670,8 +669,7 @@ bool launch_hist(const IntervalParams& p, const int4* summary, uint32_t* rows, i
   const size_t smem = topk_hist_bytes<kWG>() + static_cast<size_t>(n_tiles) * sizeof(int);
   if (smem > smem_optin()) return false;
   auto* kernel = topk_hist_kernel<T, kWG>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "top-k select shared memory attribute");
+  allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, "top-k select shared memory attribute");
   const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
   kernel<<<grid, 128 * kWG + 32, smem, stream>>>(p, summary, reinterpret_cast<uint4*>(rows), level, top_k, tq, tk);
   check(cudaGetLastError(), "top-k select launch");
