@@ -33,6 +33,17 @@ constexpr size_t importance_smem_bytes(int head_dim) {
   return 1024 + static_cast<size_t>(kStagesI) * kChunk * head_dim * 2;
 }
 
+// An empty asm that reads and rewrites every accumulator register of a wgmma (CUTLASS's
+// warpgroup_fence_operand): placed right before the issue and right after the wait, it keeps the
+// compiler from moving other reads or writes of them into the span where the wgmma owns them.
+template <int kBlocks, int kN>
+__device__ __forceinline__ void fence_accumulators(float (&acc)[kBlocks][kN]) {
+#pragma unroll
+  for (int j = 0; j < kBlocks; ++j)
+#pragma unroll
+    for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(acc[j][i])::"memory");
+}
+
 // Both importance passes, per (range of 64-key chunks, kv head, batch). The CTA's kWG warpgroups
 // hold kBlocks blocks of 64 sampled rows each, as wgmma A fragments in registers loaded once
 // (rows past kWG·kBlocks·64 take further rounds over the range), and stream the range's keys
@@ -122,6 +133,7 @@ __global__ void __launch_bounds__(128 * kWG) importance_kernel(DgaSelectParams p
     // S of chunk c into acc (issued and committed, not waited for).
     auto issue = [&](int c, Acc& acc) {
       const unsigned char* ck = stages + (c % kStagesI) * kStageBytes;
+      fence_accumulators(acc);
       wgmma_fence();
 #pragma unroll
       for (int j = 0; j < kBlocks; ++j) {
@@ -177,27 +189,36 @@ __global__ void __launch_bounds__(128 * kWG) importance_kernel(DgaSelectParams p
           m[i] = mn;
         }
       } else {
+        auto sums = [&](bool all) {
 #pragma unroll
-        for (int nt = 0; nt < kChunk / 8; ++nt)
+          for (int nt = 0; nt < kChunk / 8; ++nt)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float v = 0.f;
+            for (int e = 0; e < 2; ++e) {
+              float v = 0.f;
 #pragma unroll
-            for (int i = 0; i < 2 * kBlocks; ++i) {
-              if (whole || nt * 8 + tig * 2 + e <= lim[i]) v += ex2(fmaf(x_at(i, nt, e), scale_log2, -z[i]));
+              for (int i = 0; i < 2 * kBlocks; ++i) {
+                if (all || nt * 8 + tig * 2 + e <= lim[i]) v += ex2(fmaf(x_at(i, nt, e), scale_log2, -z[i]));
+              }
+              v += __shfl_xor_sync(0xffffffffu, v, 4);
+              v += __shfl_xor_sync(0xffffffffu, v, 8);
+              v += __shfl_xor_sync(0xffffffffu, v, 16);
+              if (g == 0) s_col[c & 1][warp][nt * 8 + tig * 2 + e] = v;
             }
-            v += __shfl_xor_sync(0xffffffffu, v, 4);
-            v += __shfl_xor_sync(0xffffffffu, v, 8);
-            v += __shfl_xor_sync(0xffffffffu, v, 16);
-            if (g == 0) s_col[c & 1][warp][nt * 8 + tig * 2 + e] = v;
-          }
+        };
+        // A branch on whole, warp-uniform for the shuffles: in a branch-free epilogue ptxas sinks chunk
+        // c + 1's wgmma below the exponentials, to give it the registers of this chunk's S.
+        if (__all_sync(0xffffffffu, whole)) {
+          sums(true);
+        } else {
+          sums(false);
+        }
       }
     };
-    // Chunk c + 1's S is issued before chunk c's epilogue, into the other accumulators, so that the
-    // tensor cores work while the exponentials of the last chunk are taken. Chunk c's stage is
-    // refilled (with chunk c + kStagesI) once every warp is past chunk c's GEMM: at the barrier of
-    // iteration c + 1.
-    auto step = [&](int c, Acc& cur, Acc& next) {
+    // Chunk c + 1's S is issued before chunk c's epilogue, into the other accumulators, and waited
+    // for after it, so that the tensor cores work while the exponentials of chunk c are taken.
+    // Chunk c's stage is refilled (with chunk c + kStagesI) once every warp is past chunk c's GEMM:
+    // at the barrier of iteration c + 1.
+    auto begin = [&](int c) {
       cp_async_wait<kStagesI - 3>();
       fence_proxy_async();  // the copies are read by wgmma
       __syncthreads();      // chunk c + 1 landed for all; chunk c - 1's GEMM, stage and column sums are done
@@ -205,22 +226,36 @@ __global__ void __launch_bounds__(128 * kWG) importance_kernel(DgaSelectParams p
       if constexpr (kPass2) {
         if (c > 0) add_columns(c - 1);
       }
-      if (c + 1 < n_here) {
-        issue(c + 1, next);
-        wgmma_wait<1>();
-      } else {
-        wgmma_wait<0>();
-      }
+    };
+    // ptxas leaves a wgmma running across other instructions only where it can follow which
+    // accumulators are in flight: a wgmma still running at a loop back edge (C7514), or an issue
+    // under a condition with the masked epilogue's writes to S (C7515), make it wait right after
+    // every wgmma of the kernel. So each step issues and waits unconditionally, two steps per
+    // iteration name the accumulators statically, and the last step issues a repeat of the last
+    // chunk, whose S is never read (its stage is not refilled: the loads past the range are empty).
+    auto step = [&](int c, Acc& cur, Acc& next) {
+      issue(min(c + 1, n_here - 1), next);
       epilogue(c, cur);
+      wgmma_wait<0>();
+      fence_accumulators(next);
     };
     Acc acc0, acc1;
     cp_async_wait<kStagesI - 2>();
     fence_proxy_async();
     __syncthreads();  // chunk 0 landed for all
-    if (n_here > 0) issue(0, acc0);
-    for (int c = 0; c < n_here; c += 2) {
-      step(c, acc0, acc1);
-      if (c + 1 < n_here) step(c + 1, acc1, acc0);
+    if (n_here > 0) {
+      issue(0, acc0);
+      begin(0);
+      wgmma_wait<0>();
+      fence_accumulators(acc0);
+      for (int c = 0;;) {
+        step(c, acc0, acc1);
+        if (++c == n_here) break;
+        begin(c);
+        step(c, acc1, acc0);
+        if (++c == n_here) break;
+        begin(c);
+      }
     }
     if constexpr (kPass2) {
       __syncthreads();
