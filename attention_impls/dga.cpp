@@ -102,6 +102,7 @@ class Dga final : public Attention {
   struct Layout {
     at::Tensor keys, values;  // [B, Hkv, N, D]
     at::Tensor lo, hi;        // [B, Hkv, N]
+    at::Tensor seen_pairs;    // kernels only: int64 [1], seen_by_key()'s sum, counted by the layout kernel
     at::Tensor nonfocal_pos;  // [B, Hkv, raw]: the position of each raw row
     int64_t focal = 0, groups = 0, raw = 0;
     // Decode cache pieces.
@@ -154,6 +155,7 @@ class Dga final : public Attention {
       lay.values = out.values;
       lay.lo = out.lo;
       lay.hi = out.hi;
+      lay.seen_pairs = out.seen_pairs;
       // Views into the layout (forward() copies them for a decode cache). Focal rows and aggregates
       // come merged in order of lo here; the decode cache attends to both alike, so they go to it
       // as its focal part, and its aggregates start empty.
@@ -222,7 +224,7 @@ class Dga final : public Attention {
     const Layout lay = build_layout(q, k, v, scale, fast_path);
     // The pairs the layout keeps, summed before the attention is queued: the cost reads them
     // without waiting for it.
-    fast::DeferredSum seen_pairs(seen_by_key(s, lay));
+    fast::DeferredSum seen_pairs(lay.seen_pairs.defined() ? lay.seen_pairs : seen_by_key(s, lay));
 
     Output o;
     if (fast_path) {

@@ -184,7 +184,7 @@ struct DeferredSum::Event {
 };
 
 DeferredSum::DeferredSum(const at::Tensor& x) {
-  const at::Tensor sum = x.sum();
+  const at::Tensor sum = x.numel() == 1 ? x.reshape({}) : x.sum();  // one element: no reduction launched
   if (!sum.is_cuda()) {
     host_ = sum;
     return;
@@ -545,8 +545,11 @@ namespace {
 void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
                           double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0, bool merged = false,
                           int64_t raw_row0 = 0) {
-  const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3);
-  const at::Tensor pos = positions.to(at::kLong).contiguous();
+  const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3), m = positions.size(3);
+  // Read in place when each (b, kv head)'s groups are contiguous (dga_layout()'s view of its order).
+  const bool in_place = positions.scalar_type() == at::kLong && positions.stride(3) == 1 && positions.stride(2) == m &&
+                        positions.stride(0) == Hkv * positions.stride(1);
+  const at::Tensor pos = in_place ? positions : positions.to(at::kLong).contiguous();
   cuda::DgaAggregateParams p;
   p.q = q.data_ptr();
   p.q_st = strides_of(q);
@@ -555,6 +558,7 @@ void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.v = v.data_ptr();
   p.v_st = strides_of(v);
   p.positions = pos.data_ptr<int64_t>();
+  p.positions_stride = pos.stride(1);
   p.agg_k = out_k.data_ptr();
   p.agg_v = out_v.data_ptr();
   p.out_st = strides_of(out_k);
@@ -564,7 +568,7 @@ void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.kv_heads = static_cast<int>(Hkv);
   p.head_dim = static_cast<int>(D);
   p.n_groups = static_cast<int>(G);
-  p.m = static_cast<int>(positions.size(3));
+  p.m = static_cast<int>(m);
   p.scale = static_cast<float>(scale);
   p.merged = merged;
   p.raw_row0 = static_cast<int>(raw_row0);
@@ -595,12 +599,16 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
   out.values = at::empty({B, Hkv, N, D}, v.options());
   out.lo = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
   out.hi = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
+  out.seen_pairs = at::empty({1}, k.options().dtype(at::kLong));
   if (G > 0) {
     const at::Tensor grouped = order.narrow(-1, 0, G * m).view({B, Hkv, G, m});
     launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, /*merged=*/true, /*raw_row0=*/focal + G);
   }
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   cuda::mark_stage("aggregation", stream);
+  if (cudaMemsetAsync(out.seen_pairs.data_ptr(), 0, sizeof(int64_t), stream) != cudaSuccess) {
+    throw std::runtime_error("fast::dga_layout: clearing the pair count failed");
+  }
   cuda::DgaLayoutParams p;
   p.k = k.data_ptr();
   p.k_st = strides_of(k);
@@ -612,6 +620,7 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
   p.out_st = strides_of(out.keys);
   p.lo = out.lo.data_ptr<int32_t>();
   p.hi = out.hi.data_ptr<int32_t>();
+  p.seen_pairs = reinterpret_cast<unsigned long long*>(out.seen_pairs.data_ptr<int64_t>());
   p.batch = static_cast<int>(B);
   p.kv_heads = static_cast<int>(Hkv);
   p.len = static_cast<int>(L);

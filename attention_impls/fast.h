@@ -147,9 +147,10 @@ std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q, const at::T
 // DGA's compressed layout (steps 3-5) from dga_order()'s order: keys / values [B, Hkv, N, D] in
 // k's dtype, rows [the focal tokens and the aggregates of the (L - focal) / m full groups, merged
 // in order of lo ; raw non-focal], and their visibility intervals lo / hi, int32 [B, Hkv, N]
-// (INT32_MAX: never).
+// (INT32_MAX: never), and seen_pairs, int64 [1]: Σ over rows of max(0, min(hi, L) - lo), the
+// (query position, row) pairs the layout keeps summed over (b, kv head).
 struct DgaLayout {
-  at::Tensor keys, values, lo, hi;
+  at::Tensor keys, values, lo, hi, seen_pairs;
 };
 DgaLayout dga_layout(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& order,
                      int64_t focal, int64_t m, double scale);

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace lcb::attn::cuda::detail {
@@ -41,6 +42,21 @@ inline void allow_dynamic_smem(const void* kernel, size_t bytes, const char* wha
   if (bytes <= a) return;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), what);
   a = bytes;
+}
+
+// CTAs of `threads` threads and `smem` bytes of dynamic shared memory that fit an SM at once, on
+// the current device; the occupancy query runs once per kernel, device and shape.
+inline int ctas_per_sm(const void* kernel, int threads, size_t smem, const char* what) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, int, int, size_t>, int> known;
+  int device = 0;
+  check(cudaGetDevice(&device), "device");
+  const std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_tuple(kernel, device, threads, smem);
+  if (const auto it = known.find(key); it != known.end()) return it->second;
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem), what);
+  return known[key] = n;
 }
 
 // Streaming multiprocessors of the current device.

@@ -504,7 +504,8 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   if (warp_global >= total) return;
   const int bh = warp_global / p.n_groups, hkv = bh % p.kv_heads, b = bh / p.kv_heads;
   const int groups = p.q_heads / p.kv_heads;
-  const int64_t* pos = p.positions + static_cast<int64_t>(warp_global) * p.m;
+  const int64_t* pos = p.positions + bh * (p.positions_stride != 0 ? p.positions_stride : int64_t{p.n_groups} * p.m) +
+                       static_cast<int64_t>(warp_global - bh * p.n_groups) * p.m;
   const int64_t e = pos[p.m - 1];
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + lane * kPer;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + lane * kPer;
@@ -635,15 +636,30 @@ __device__ __forceinline__ LayoutRow layout_row(const DgaLayoutParams& p, const 
   return r;
 }
 
-// Every row's interval, one thread per row.
-__global__ void layout_interval_kernel(DgaLayoutParams p) {
+// Every row's interval, one thread per row; with p.seen_pairs, also the pairs the rows keep (a
+// sum per CTA, then one atomic).
+constexpr int kThreadsL = 256;
+__global__ void __launch_bounds__(kThreadsL) layout_interval_kernel(DgaLayoutParams p) {
+  __shared__ unsigned long long s_seen[kThreadsL / 32];
   const int n_rows = p.len + p.groups;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= static_cast<int64_t>(p.batch) * p.kv_heads * n_rows) return;
-  const int64_t bh = t / n_rows;
-  const LayoutRow r = layout_row(p, p.order + bh * p.len, static_cast<int>(t % n_rows));
-  p.lo[bh * n_rows + r.dst] = r.lo;
-  p.hi[bh * n_rows + r.dst] = r.hi;
+  unsigned long long seen = 0;
+  if (t < static_cast<int64_t>(p.batch) * p.kv_heads * n_rows) {
+    const int64_t bh = t / n_rows;
+    const LayoutRow r = layout_row(p, p.order + bh * p.len, static_cast<int>(t % n_rows));
+    p.lo[bh * n_rows + r.dst] = r.lo;
+    p.hi[bh * n_rows + r.dst] = r.hi;
+    seen = static_cast<unsigned long long>(max(0, min(r.hi, p.len) - r.lo));
+  }
+  if (p.seen_pairs == nullptr) return;
+  for (int off = 16; off > 0; off >>= 1) seen += __shfl_xor_sync(0xffffffffu, seen, off);
+  if (threadIdx.x % 32 == 0) s_seen[threadIdx.x / 32] = seen;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned long long sum = 0;
+    for (int w = 0; w < kThreadsL / 32; ++w) sum += s_seen[w];
+    atomicAdd(p.seen_pairs, sum);
+  }
 }
 
 // The K/V rows aggregate_kernel does not copy: the focal rows and the raw rows past the last
@@ -728,11 +744,9 @@ void launch_importance(const DgaSelectParams& p, const Work& w, cudaStream_t str
   auto* pass2 = importance_kernel<T, kD, kWG, kBlocks, true>;
   int per_sm = 16;  // CTAs per SM both passes reach (16: max_ranges()'s bound)
   for (auto* kernel : {pass1, pass2}) {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "dga importance shared memory attribute");
-    int n = 1;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "dga importance occupancy");
-    per_sm = std::min(per_sm, std::max(1, n));
+    const void* f = reinterpret_cast<const void*>(kernel);
+    allow_dynamic_smem(f, smem, "dga importance shared memory attribute");
+    per_sm = std::min(per_sm, std::max(1, ctas_per_sm(f, kThreads, smem, "dga importance occupancy")));
   }
   // One wave of CTAs, each a range of whole chunks.
   const int bh = p.batch * p.kv_heads;
@@ -815,7 +829,7 @@ void dga_layout(const DgaLayoutParams& p, Dtype, cudaStream_t stream) {
   const int64_t bh = static_cast<int64_t>(p.batch) * p.kv_heads;
   const int64_t rows = bh * (p.len + p.groups);
   if (rows == 0) return;
-  layout_interval_kernel<<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(p);
+  layout_interval_kernel<<<static_cast<unsigned>((rows + kThreadsL - 1) / kThreadsL), kThreadsL, 0, stream>>>(p);
   check(cudaGetLastError(), "dga layout intervals");
   const int64_t copies = bh * (p.len - p.groups * p.m);  // focal and tail rows
   const int64_t warps = (copies + kRowsPerWarp - 1) / kRowsPerWarp;

@@ -188,7 +188,8 @@ struct DgaAggregateParams {
   Strides k_st;
   const void* v = nullptr;
   Strides v_st;
-  const int64_t* positions = nullptr;  // contiguous [B, Hkv, n_groups, m]
+  const int64_t* positions = nullptr;  // [B, Hkv, n_groups, m], groups contiguous within a (b, kv head)
+  int64_t positions_stride = 0;        // elements from one (b, kv head) to the next; 0: n_groups·m
   void* agg_k = nullptr;  // aggregate g of (b, h) at row out_row0 + g of [B, Hkv, rows, D] with out_st
   void* agg_v = nullptr;
   Strides out_st;
@@ -222,6 +223,9 @@ struct DgaLayoutParams {
   Strides out_st;
   int32_t* lo = nullptr;  // contiguous [B, Hkv, N]
   int32_t* hi = nullptr;
+  // Optional, zeroed by the caller: gets the (query position, row) pairs the layout keeps, Σ over
+  // rows of max(0, min(hi, len) - lo), per kv head (DGA's cost without a pass over lo / hi).
+  unsigned long long* seen_pairs = nullptr;
   int batch = 1, kv_heads = 1, len = 1, head_dim = 128, focal = 0, groups = 0, m = 1;
 };
 void dga_layout(const DgaLayoutParams& p, Dtype dtype, cudaStream_t stream);
