@@ -78,15 +78,17 @@ __device__ __forceinline__ void tma_load_rows(unsigned char* dst, const CUtensor
   tma_load(dst + kRows * kRowBytes, map, bar, 64, row0, h, b);
 }
 
-// S = Q K^T for one warpgroup's 64 rows and a tile of kBN keys (issued, not waited for).
-template <typename T, int kBN, int kBM>
-__device__ __forceinline__ void issue_qk(float (&s)[kBN / 2], const unsigned char* sq_wg, const unsigned char* ck) {
+// S = Q K^T for one warpgroup's 64 rows and kN keys from key k0 of a tile of kBN (issued, not
+// waited for).
+template <typename T, int kBN, int kBM, int kN = kBN>
+__device__ __forceinline__ void issue_qk(float* s, const unsigned char* sq_wg, const unsigned char* ck, int k0 = 0) {
+  static_assert(kN == 64 || kN == 128, "wgmma n64 or n128");
 #pragma unroll
   for (int kk = 0; kk < kD / 16; ++kk) {
     const int half = kk >> 2, off = (kk & 3) * 32;
     const uint64_t da = smem_desc(sq_wg + half * kBM * kRowBytes + off, 16, 1024);
-    const uint64_t db = smem_desc(ck + half * kBN * kRowBytes + off, 16, 1024);
-    if constexpr (kBN == 64) {
+    const uint64_t db = smem_desc(ck + (half * kBN + k0) * kRowBytes + off, 16, 1024);
+    if constexpr (kN == 64) {
       wgmma_ss_n64(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
     } else {
       wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0, static_cast<const T*>(nullptr));
@@ -94,24 +96,23 @@ __device__ __forceinline__ void issue_qk(float (&s)[kBN / 2], const unsigned cha
   }
 }
 
-// O += P V (issued, not waited for). V is an MN-major B operand: 64-column halves of the head
-// dim kBN rows apart (LBO), 8-key groups 1024 B apart (SBO).
-template <typename T, int kBN>
-__device__ __forceinline__ void issue_pv(float (&o)[kD / 2], const uint32_t (&pa)[kBN / 16][4],
-                                         const unsigned char* cv) {
+// O += P V over kN keys from key k0 of a tile of kBN (issued, not waited for). V is an MN-major B
+// operand: 64-column halves of the head dim kBN rows apart (LBO), 8-key groups 1024 B apart (SBO).
+template <typename T, int kBN, int kN = kBN>
+__device__ __forceinline__ void issue_pv(float* o, const uint32_t (*pa)[4], const unsigned char* cv, int k0 = 0) {
 #pragma unroll
-  for (int kc = 0; kc < kBN / 16; ++kc) {
-    const uint64_t db = smem_desc(cv + kc * 16 * kRowBytes, kBN * kRowBytes, 1024);
+  for (int kc = 0; kc < kN / 16; ++kc) {
+    const uint64_t db = smem_desc(cv + (k0 + kc * 16) * kRowBytes, kBN * kRowBytes, 1024);
     wgmma_rs_n128(o, pa[kc], db, 1, static_cast<const T*>(nullptr));
   }
 }
 
-// Packs P into the A fragments of the PV GEMM (two key octets of the S accumulators per 16 keys),
-// while no wgmma reads pa.
-template <typename T, int kBN>
-__device__ __forceinline__ void pack_p(const float (&s)[kBN / 2], uint32_t (&pa)[kBN / 16][4]) {
+// Packs P (kN keys) into the A fragments of the PV GEMM (two key octets of the S accumulators per
+// 16 keys), while no wgmma reads pa.
+template <typename T, int kN>
+__device__ __forceinline__ void pack_p(const float* s, uint32_t (*pa)[4]) {
 #pragma unroll
-  for (int kc = 0; kc < kBN / 16; ++kc) {
+  for (int kc = 0; kc < kN / 16; ++kc) {
     pa[kc][0] = Mma<T>::pack(s[(2 * kc) * 4 + 0], s[(2 * kc) * 4 + 1]);
     pa[kc][1] = Mma<T>::pack(s[(2 * kc) * 4 + 2], s[(2 * kc) * 4 + 3]);
     pa[kc][2] = Mma<T>::pack(s[(2 * kc + 1) * 4 + 0], s[(2 * kc + 1) * 4 + 1]);
@@ -149,15 +150,42 @@ template <int kWG>
 constexpr bool kOneTilePerCta = kWG == 1;
 template <int kWG>
 constexpr int kQBuffers = kOneTilePerCta<kWG> ? 1 : 2;
+// The producer: one warp; with two consumer warpgroups a whole warpgroup, of which the first warp
+// works and the others leave, so that setmaxnreg can move registers from it to the consumers
+// (168 each at 288 threads, at their limit; 224 after the move).
+template <int kWG>
+constexpr int kProducerThreads = kWG == 2 ? 128 : 32;
+constexpr int kProducerRegs = 56, kConsumerRegs = 224;
+// The moved registers must fit what the CTA got at launch (168 per thread at 384 threads): asking
+// for more makes the consumers' setmaxnreg.inc wait forever.
+static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 384 * (65536 / 384 / 8 * 8), "register file over-subscribed");
 
 template <int kBN, int kWG, int kStages>
 __host__ __device__ constexpr size_t tile_bytes() {  // the Q buffers, the K and V stages
   return kQBuffers<kWG> * 64 * kWG * kD * 2 + 2 * static_cast<size_t>(kStages) * kBN * kD * 2;
 }
 
-// Entries of the producer's tile list (tile_entry()'s, with the last of an item marked).
+// Entries of the producer's tile list (tile_entry()'s, with the last of an item marked, and on
+// 128-key tiles the masked ones of which the rows see one 64-key half marked with that half).
 constexpr int kLastTile = 0x40000000;  // the item's last entry
-constexpr int kTileBits = 0x3fffffff;  // the tile; all set: the item has no visible tile
+constexpr int kHalfLo = 0x20000000;    // only keys 0 .. 63 of the tile can be visible
+constexpr int kHalfHi = 0x10000000;    // only keys 64 .. 127
+constexpr int kTileBits = 0x0fffffff;  // the tile; all set: the item has no visible tile
+
+// tile_entry()'s entry `e` for 128-key tile t (summarised tiles 2t, 2t + 1), with kHalfLo or
+// kHalfHi added when it is masked and the rows at positions [q_first, q_last] can see keys of
+// only one of its halves: that half alone is computed. Within a query tile's band of visible keys
+// (a window's or DGA's raw rows) the first and last tiles often have one half outside it.
+__device__ __forceinline__ int with_halves(int e, const int4* summ, int n_sub, int t, int q_first, int q_last) {
+  if (e >= 0 || e == -1) return e;  // whole, or not listed
+  auto sees = [&](int u) {
+    if (u >= n_sub) return false;
+    const int4 x = summ[u];
+    return !(x.x > q_last || x.w <= q_first);
+  };
+  const bool lo = sees(2 * t), hi = sees(2 * t + 1);
+  return lo == hi ? e : e | (lo ? kHalfLo : kHalfHi);
+}
 
 // Persistent (two warpgroups; see kOneTilePerCta): one CTA per SM, taking query tiles from a
 // global counter in query_tile()'s order (heaviest first within each head, heads in turn, so that
@@ -168,11 +196,12 @@ constexpr int kTileBits = 0x3fffffff;  // the tile; all set: the item has no vis
 // shared memory, published by the mbarrier arrival that the consumers wait on. So one item's first
 // tiles load while the consumers finish the last one, and nothing waits for a launch, a list or a
 // first load between items. One consumer loop per warpgroup of 64 rows: S_i, wait, mask,
-// softmax, wait for V_i, PV_i, wait, release the stage. Measured slower here and not kept
+// softmax, wait for V_i, PV_i, wait, release the stage; a masked 128-key tile of which the rows
+// see one 64-key half only (with_halves()) computes that half alone. Measured slower here and not kept
 // (BENCHMARKS.md): issuing S_i with PV_{i-1} and taking turns between the two warpgroups at the
 // GEMMs, as FlashAttention-3 does.
 template <typename T, int kBN, int kWG, int kStages, bool kThr>
-__global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
+__global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 2 : 1)
     interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, int* work_counter,
                        int n_items, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                        const __grid_constant__ CUtensorMap tv) {
@@ -183,6 +212,9 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
   constexpr int kSub = kBN / kSummaryKeys;
   constexpr int kScan = 8;  // tiles per producer lane and round of summary loads
   constexpr int kQBufs = kQBuffers<kWG>;
+  // Half tiles: on 128-key tiles without score bounds (and so without a block selection, whose
+  // tiles are 64 keys).
+  constexpr bool kHalves = kBN == 128 && !kThr;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sq = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   unsigned char* sk = sq + kQBufs * kTileBytesQ;
@@ -214,9 +246,13 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  __syncthreads();
+  __syncthreads();  // the last barrier over the whole CTA: producer warps may leave after it
 
-  if (warp == kWG * 4) {  // the producer warp: lane 0 waits and issues, the warp scans
+  if (warp >= kWG * 4) {  // the producer warp: lane 0 waits and issues, the warp scans
+    // (Each side's setmaxnreg inside its own branch: code reachable from both would have to fit
+    // the smaller count, and ptxas would ignore them.)
+    if constexpr (kProducerThreads<kWG> == 128) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+    if (warp > kWG * 4) return;
     int use = 0;          // K/V stage uses so far
     for (int n = 0;; ++n) {
       const int qb = n % kQBufs;
@@ -268,6 +304,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
           e[j] = t < n_tiles ? tile_entry<kSub>(summ, n_sub, t, qt.q_first, qt.q_last, p.kv_len, kSummaryKeys, sel,
                                                 p.sel_stride_q)
                              : -1;
+          if constexpr (kHalves) e[j] = with_halves(e[j], summ, n_sub, t, qt.q_first, qt.q_last);
         }
 #pragma unroll
         for (int j = 0; j < kScan; ++j) {
@@ -284,6 +321,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
     return;
   }
 
+  if constexpr (kProducerThreads<kWG> == 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
   const int wg = warp / 4, wq = warp % 4, g = lane / 4, tig = lane % 4;
   const int row_base = wg * 64 + wq * 16 + g;  // this thread's rows: row_base and row_base + 8
   const int q_end = p.q_pos0 + p.q_len;
@@ -313,40 +351,43 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
         thr[r] = topk::score_of_key(p.row_state[(static_cast<int64_t>(qt.b * p.q_heads + qt.hq) * p.q_len + row) * 4 + 3]);
       }
     }
-    for (;;) {
-      const int stage = use % kStages;
-      const uint32_t phase = (use / kStages) & 1;
+    // The item's tiles, each in the stage `use` names: whole tiles (kN = kBN) and, with kHalves,
+    // half tiles (kN = 64: S and P·V over the one 64-key half the rows can see, from key k0) in
+    // loops of their own, one shape each (one loop branching between the shapes spilled).
+    int e = 0;
+    uint32_t stage = 0, phase = 0;
+    auto next_entry = [&] {
+      stage = use % kStages;
+      phase = (use / kStages) & 1;
       ++use;
       mbar_wait(&full_k[stage], phase);
-      const int e = s_entry[stage];
-      if ((e & kTileBits) == kTileBits) {  // nothing visible; full_v's phase, arrived at too, is
-        mbar_wait(&full_v[stage], phase);  // waited for as well (no phase completes unobserved)
-        __syncwarp();                      // every lane has read the entry
-        if (lane == 0) mbar_arrive(&empty[stage]);
-        break;
-      }
-      const int key0 = (e & kTileBits) * kBN;
+      e = s_entry[stage];
+    };
+    // Tile entry e in `stage`, whose K has landed: S, masks, softmax, P·V, release.
+    auto process = [&](auto n_keys) {
+      constexpr int kN = decltype(n_keys)::value;
+      const int key0 = (e & kTileBits) * kBN, k0 = kN == kBN || (e & kHalfLo) != 0 ? 0 : kBN - kN;
       // A masked tile's interval of this thread's key, loaded before S is issued (its latency hides
       // behind the GEMM; past kv_len never visible).
       int2 iv = make_int2(kNever, -kNever);
-      if (e < 0 && t_wg < kBN && key0 + t_wg < p.kv_len) {
-        const int64_t n = qt.b * p.iv_stride_b + qt.hkv * p.iv_stride_h + key0 + t_wg;
+      if (e < 0 && t_wg < kN && key0 + k0 + t_wg < p.kv_len) {
+        const int64_t n = qt.b * p.iv_stride_b + qt.hkv * p.iv_stride_h + key0 + k0 + t_wg;
         iv = make_int2(p.lo[n], p.hi[n]);
       }
       wgmma_fence();
-      issue_qk<T, kBN, kBM>(s, sq_wg, sk + stage * kTileBytesKV);
+      issue_qk<T, kBN, kBM, kN>(s, sq_wg, sk + stage * kTileBytesKV, k0);
       wgmma_commit();
       wgmma_wait_all();
       if (e < 0) {
         int2* buf = s_iv[wg][n_masked++ & 1];
-        if (t_wg < kBN) buf[t_wg] = iv;
+        if (t_wg < kN) buf[t_wg] = iv;
         group_sync<128>(1 + wg);  // the warpgroup's intervals stored; the other buffer is no longer read
-        mask_tile_by<kBN>(s, key0, [buf](int k) { return buf[k]; }, qt.q_first + row_base, selection(qt), p.sel_stride_q,
-                          q_end, tig);
+        mask_tile_by<kN>(s, key0 + k0, [buf](int k) { return buf[k]; }, qt.q_first + row_base, selection(qt),
+                         p.sel_stride_q, q_end, tig);
       }
       if constexpr (kThr) {
 #pragma unroll
-        for (int j = 0; j < kBN / 8; ++j)
+        for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
           for (int r = 0; r < 2; ++r)
 #pragma unroll
@@ -356,17 +397,44 @@ __global__ void __launch_bounds__(128 * kWG + 32, kWG == 1 ? 2 : 1)
             }
       }
       // Lazy maxima: most tiles move no row's maximum, and then no row of the warp needs rescaling.
-      const bool moved = softmax_tile<kBN, true>(s, row_max, row_sum, corr, scale_log2);
-      pack_p<T, kBN>(s, pa);
+      const bool moved = softmax_tile<kN, true>(s, row_max, row_sum, corr, scale_log2);
+      pack_p<T, kN>(s, pa);
       if (__any_sync(0xffffffffu, moved)) rescale_o<kD>(o, corr);
       mbar_wait(&full_v[stage], phase);
       wgmma_fence();
-      issue_pv<T, kBN>(o, pa, sv + stage * kTileBytesKV);
+      issue_pv<T, kBN, kN>(o, pa, sv + stage * kTileBytesKV, k0);
       wgmma_commit();
       wgmma_wait_all();
       __syncwarp();  // the warp's reads of the stage (and of its entry) precede lane 0's release
       if (lane == 0) mbar_arrive(&empty[stage]);
-      if (e & kLastTile) break;
+    };
+    auto is_half = [&] { return kHalves && (e & (kHalfLo | kHalfHi)) != 0; };
+    next_entry();
+    if ((e & kTileBits) == kTileBits) {  // nothing visible; full_v's phase, arrived at too, is
+      mbar_wait(&full_v[stage], phase);  // waited for as well (no phase completes unobserved)
+      __syncwarp();                      // every lane has read the entry
+      if (lane == 0) mbar_arrive(&empty[stage]);
+    } else {
+      for (bool more = true; more;) {
+        while (!is_half()) {
+          process(std::integral_constant<int, kBN>{});
+          if ((e & kLastTile) != 0) {
+            more = false;
+            break;
+          }
+          next_entry();
+        }
+        if constexpr (kHalves) {
+          while (more && is_half()) {
+            process(std::integral_constant<int, 64>{});
+            if ((e & kLastTile) != 0) {
+              more = false;
+              break;
+            }
+            next_entry();
+          }
+        }
+      }
     }
     store_rows<T>(o, row_sum, p, qt.b, qt.hq, qt.m0 + row_base);
     __syncwarp();
@@ -651,7 +719,7 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
     check(cudaMemsetAsync(counter, 0, sizeof(int), stream), "wgmma work counter");
     ctas = static_cast<int>(std::min<int64_t>(items, sm_count()));
   }
-  kernel<<<ctas, 128 * kWG + 32, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv);
+  kernel<<<ctas, 128 * kWG + kProducerThreads<kWG>, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv);
   check(cudaGetLastError(), "wgmma launch");
   return true;
 }
