@@ -408,23 +408,38 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
       __syncwarp();  // the warp's reads of the stage (and of its entry) precede lane 0's release
       if (lane == 0) mbar_arrive(&empty[stage]);
     };
-    auto is_half = [&] { return kHalves && (e & (kHalfLo | kHalfHi)) != 0; };
-    next_entry();
-    if ((e & kTileBits) == kTileBits) {  // nothing visible; full_v's phase, arrived at too, is
-      mbar_wait(&full_v[stage], phase);  // waited for as well (no phase completes unobserved)
-      __syncwarp();                      // every lane has read the entry
+    // An item without a visible tile: full_v's phase, arrived at too, is waited for as well (no
+    // phase completes unobserved).
+    auto finish_empty = [&] {
+      mbar_wait(&full_v[stage], phase);
+      __syncwarp();  // every lane has read the entry
       if (lane == 0) mbar_arrive(&empty[stage]);
-    } else {
-      for (bool more = true; more;) {
-        while (!is_half()) {
-          process(std::integral_constant<int, kBN>{});
-          if ((e & kLastTile) != 0) {
-            more = false;
-            break;
-          }
-          next_entry();
+    };
+    if constexpr (!kHalves) {  // one shape: the plain loop (the two loops below measured 2-7% slower here)
+      for (;;) {
+        next_entry();
+        if ((e & kTileBits) == kTileBits) {
+          finish_empty();
+          break;
         }
-        if constexpr (kHalves) {
+        process(std::integral_constant<int, kBN>{});
+        if ((e & kLastTile) != 0) break;
+      }
+    } else {
+      auto is_half = [&] { return (e & (kHalfLo | kHalfHi)) != 0; };
+      next_entry();
+      if ((e & kTileBits) == kTileBits) {
+        finish_empty();
+      } else {
+        for (bool more = true; more;) {
+          while (!is_half()) {
+            process(std::integral_constant<int, kBN>{});
+            if ((e & kLastTile) != 0) {
+              more = false;
+              break;
+            }
+            next_entry();
+          }
           while (more && is_half()) {
             process(std::integral_constant<int, 64>{});
             if ((e & kLastTile) != 0) {
