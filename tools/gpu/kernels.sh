@@ -3,7 +3,7 @@
 # references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16,
 # then exact top-k's prefill up to 64K and topk_block at 10% density at 64K), the GPU sweep of
 # harness/configs/gpu.json, compute-sanitizer on the kernel tests (memcheck; synccheck on the
-# barriers of the interval kernel and DGA's selection).
+# barriers of the interval kernel, its half tiles included, and DGA's selection).
 # Logs, bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last, then
 # every step's status line again.
 #
@@ -58,7 +58,7 @@ timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests
   >"$OUT_DIR/sanitizer.log" 2>&1
 status "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 timeout 100 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.QueryTiles*:DgaKernels.Importance*:DgaKernels.FocalTies*' \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.QueryTiles*:IntervalKernel.RegistryFast*:DgaKernels.Importance*:DgaKernels.FocalTies*' \
   >"$OUT_DIR/synccheck.log" 2>&1
 status "compute-sanitizer synccheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/synccheck.log" | tail -n1))"
 
