@@ -57,7 +57,7 @@ timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests
   --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:IntervalKernel.QueryTiles*:DecodeKernel.SegmentsMatch*:DecodeKernel.Stores*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*:TopKKernel.Distinct*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 status "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
-timeout 100 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
+timeout 150 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
   --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.QueryTiles*:IntervalKernel.RegistryFast*:DgaKernels.Importance*:DgaKernels.FocalTies*' \
   >"$OUT_DIR/synccheck.log" 2>&1
 status "compute-sanitizer synccheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/synccheck.log" | tail -n1))"
