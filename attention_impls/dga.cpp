@@ -80,8 +80,8 @@ class Dga final : public Attention {
   int64_t focal_count(int64_t L) const { return std::min(L, robust_ceil(gamma_ * static_cast<double>(L))); }
   int64_t tail_limit() const { return robust_ceil(static_cast<double>(m_) / (1.0 - gamma_)); }
 
-  // Sampled query positions S (ascending, always containing L - 1).
-  // The sampled query positions, ascending, in `dtype` (int64 or int32) on `dev`.
+  // Sampled query positions S (ascending, always containing L - 1), in `dtype` (int64 or int32)
+  // on `dev`.
   at::Tensor sampled_positions(int64_t L, at::Device dev, at::ScalarType dtype = at::kLong) const {
     const int64_t n = std::min(samples_, L);
     const auto opt = at::TensorOptions().dtype(at::kLong).device(dev);

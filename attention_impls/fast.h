@@ -21,7 +21,8 @@ bool built();
 // stages() gives each stage's milliseconds since the previous mark (the first since the timer's
 // start). Work queued between two marks (allocations, small ATen kernels) counts in the later
 // stage. host_ms is the host's time between the same marks: a stage whose host_ms exceeds its
-// ms kept the GPU waiting for launches. Throws in a build without the CUDA kernels.
+// ms kept the GPU waiting for launches. One timer at a time per thread (a second one's end
+// stops the marks). Throws in a build without the CUDA kernels.
 class StageTimer {
  public:
   struct Stage {

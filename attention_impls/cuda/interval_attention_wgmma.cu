@@ -5,9 +5,10 @@
 // unmasked full tiles, heaviest query tiles first), in persistent CTAs that take query tiles in
 // turn. One CTA = kWG consumer warpgroups of 64 query rows (2; 1 for block selections, whose query
 // blocks are 64 rows, so that each warpgroup's tiles are all-or-nothing) and one producer warp
-// that lists the visible key tiles and loads Q and those K/V tiles with TMA into kStages buffers,
-// signalling full/empty mbarriers per stage. S = Q·K^T reads Q and K from
-// shared memory (m64nNk16, both K-major); O += P·V takes P from registers (the S accumulators
+// (with two consumer warpgroups, the working warp of a producer warpgroup that gives its
+// registers to the consumers) that lists the visible key tiles and loads Q and those K/V tiles
+// with TMA into kStages buffers, signalling full/empty mbarriers per stage. S = Q·K^T reads Q
+// and K from shared memory (m64nNk16, both K-major); O += P·V takes P from registers (the S accumulators
 // rounded to 16 bits) and V from shared memory as an MN-major operand (m64n128k16). Tiles are in
 // the 128-byte swizzled layout both TMA and wgmma use: a [rows][128] tile is two column halves of
 // 64 elements, each [rows][128 B], 16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned.
