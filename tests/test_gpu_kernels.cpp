@@ -153,6 +153,35 @@ TEST(IntervalKernel, QueryTilesThatSeeNothingGiveZeros) {
   }
 }
 
+// 128-key tiles of which a query tile sees keys in one 64-key half only: the default kernel
+// computes that half alone (kHalfLo / kHalfHi), in a loop of its own between whole tiles. Tile t
+// of the keys is causal throughout (t % 3 == 0), causal in its first half only (1) or in its
+// second half only (2); the other half's keys are never visible ([0, 0)). Odd lengths, GQA 4:1,
+// both dtypes, every head-dim-128 kernel.
+TEST(IntervalKernel, HalfVisibleTilesMatchFloat64) {
+  REQUIRE_GPU();
+  const int64_t B = 2, Hq = 8, Hkv = 2, L = 1000, N = 1100, D = 128;
+  const auto lopt = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor n = at::arange(N, lopt), mode = n.div(128, "floor").remainder(3), half = n.remainder(128).div(64, "floor");
+  const at::Tensor seen = mode.eq(0).logical_or(mode.eq(1).logical_and(half.eq(0))).logical_or(mode.eq(2).logical_and(half.eq(1)));
+  const at::Tensor lo = at::where(seen, n, at::zeros_like(n)).to(kCuda);
+  const at::Tensor hi = at::where(seen, at::full_like(n, attn::ref::kNever), at::zeros_like(n)).to(kCuda);
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    // Queries sit at positions 100 .. 1099, so that every query tile also has whole tiles before it.
+    const auto in = test::random_qkv(B, Hq, Hkv, L, N, D, 57, dtype, kCuda);
+    const at::Tensor lo_b = lo.expand({B, Hkv, N}), hi_b = hi.expand({B, Hkv, N});
+    const at::Tensor want = interval_f64(in.q, in.k, in.v, lo_b, hi_b, N - L);
+    const at::Tensor ref32 =
+        interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo_b, hi_b, N - L).to(dtype);
+    for (const char* variant : {"wgmma", "wgmma64", "mma"}) {
+      const IntervalVariant use(variant);
+      const at::Tensor got = attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, N - L, 1.0 / std::sqrt(double(D)));
+      EXPECT_LE(test::rel_l2(got, want), test::derived_tolerance(dtype, test::rel_l2(ref32, want)))
+          << variant << " " << test::dtype_name(dtype);
+    }
+  }
+}
+
 // Strided inputs, which the TMA kernel addresses through its tensor maps: queries as a [B, L, H, D]
 // tensor viewed as [B, H, L, D] (the head stride below the row stride), and keys/values shared by
 // the whole batch through expand() (batch stride 0, which TMA cannot address: the mma.sync kernel
