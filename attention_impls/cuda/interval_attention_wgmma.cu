@@ -7,7 +7,9 @@
 // blocks are 64 rows, so that each warpgroup's tiles are all-or-nothing) and one producer warp
 // (with two consumer warpgroups, the working warp of a producer warpgroup that gives its
 // registers to the consumers) that lists the visible key tiles and loads Q and those K/V tiles
-// with TMA into kStages buffers, signalling full/empty mbarriers per stage. S = Q·K^T reads Q
+// with TMA into kStages buffers, signalling full/empty mbarriers per stage. The consumers leave
+// each item's output, normalised, in its Q buffer, and the producer stores it with TMA before the
+// buffer takes a new Q. S = Q·K^T reads Q
 // and K from shared memory (m64nNk16, both K-major); O += P·V takes P from registers (the S accumulators
 // rounded to 16 bits) and V from shared memory as an MN-major operand (m64n128k16). Tiles are in
 // the 128-byte swizzled layout both TMA and wgmma use: a [rows][128] tile is two column halves of
@@ -79,6 +81,20 @@ __device__ __forceinline__ void tma_load_rows(unsigned char* dst, const CUtensor
   tma_load(dst + kRows * kRowBytes, map, bar, 64, row0, h, b);
 }
 
+// Box (c0.., c1.., c2, c3) of a 4-d tensor map from shared memory (bulk group: completion waited
+// for with bulk_wait_read()).
+__device__ __forceinline__ void tma_store(const CUtensorMap* map, const void* src, int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n" ::"l"(
+          reinterpret_cast<uint64_t>(map)),
+      "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(src))
+      : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Returns once the committed bulk stores have read their shared memory / are complete.
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
 // S = Q K^T for one warpgroup's 64 rows and kN keys from key k0 of a tile of kBN (issued, not
 // waited for).
 template <typename T, int kBN, int kBM, int kN = kBN>
@@ -121,25 +137,43 @@ __device__ __forceinline__ void pack_p(const float* s, uint32_t (*pa)[4]) {
   }
 }
 
-// Normalises and stores this thread's rows row0 and row0 + 8.
-template <typename T>
-__device__ __forceinline__ void store_rows(const float (&o)[kD / 2], const float (&row_sum)[2], const IntervalParams& p,
-                                           int b, int hq, int row0) {
-  const int tig = threadIdx.x % 4;
-  T* obase = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
+// Normalises this warp's 16 output rows into the warp's own 16 rows of the item's Q buffer
+// `sq_item` (which no wgmma reads any more), in the swizzled layout TMA stores them from (the
+// producer does, store_output()). Consumer warp w holds rows 16·w .. 16·w + 15 of the query tile,
+// this thread rows g and g + 8 of them; the 8 rows of one store sit in 8 different 16-byte chunks
+// (no bank conflict).
+template <typename T, int kBM>
+__device__ __forceinline__ void stage_rows(const float (&o)[kD / 2], const float (&row_sum)[2], unsigned char* sq_item) {
+  const int lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  unsigned char* stage = sq_item + threadIdx.x / 32 * 16 * kRowBytes;
+  float inv[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float l = row_sum[r];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int row = row0 + r * 8;
-    if (row < p.q_len) {
-      T* dst = obase + static_cast<int64_t>(row) * p.o_st.l + tig * 2;
+    inv[r] = l > 0.f ? 1.f / l : 0.f;
+  }
 #pragma unroll
-      for (int j = 0; j < kD / 8; ++j) Mma<T>::store2(dst + j * 8, o[j * 4 + r * 2] * inv, o[j * 4 + r * 2 + 1] * inv);
+  for (int r = 0; r < 2; ++r) {
+    const int row = g + r * 8;
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {  // columns j·8 + 2·tig, + 1: 16-byte chunk j % 8 of half j / 8
+      unsigned char* dst = stage + (j / 8) * kBM * kRowBytes + row * kRowBytes + (((j % 8) ^ (row & 7)) << 4) + tig * 4;
+      *reinterpret_cast<uint32_t*>(dst) = Mma<T>::pack(o[j * 4 + r * 2] * inv[r], o[j * 4 + r * 2 + 1] * inv[r]);
     }
   }
+  fence_proxy_async();  // read by TMA
+}
+
+// The output rows of query tile qt, staged in Q buffer `sq_item` (stage_rows()), to global memory
+// with TMA (rows past q_len are not written); returns once TMA has read the buffer.
+template <int kBM>
+__device__ __forceinline__ void store_output(const CUtensorMap* to, const unsigned char* sq_item, const QueryTile& qt) {
+  tma_store(to, sq_item, 0, qt.m0, qt.hq, qt.b);
+  tma_store(to, sq_item + kBM * kRowBytes, 64, qt.m0, qt.hq, qt.b);
+  bulk_commit();
+  bulk_wait_read();
 }
 #endif
 
@@ -205,7 +239,7 @@ template <typename T, int kBN, int kWG, int kStages, bool kThr>
 __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 2 : 1)
     interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, int* work_counter,
                        int n_items, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                       const __grid_constant__ CUtensorMap tv) {
+                       const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap to) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kBM = 64 * kWG;
   constexpr int kTileBytesQ = kBM * kD * 2;
@@ -264,7 +298,10 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
         } else {
           item = atomicAdd(work_counter, 1);
         }
-        if (n >= kQBufs) mbar_wait(&empty_q[qb], ((n / kQBufs) - 1) & 1);  // item n - kQBufs is done with it
+        if (n >= kQBufs) {  // item n - kQBufs's output is staged in the buffer: stored, then the buffer is free
+          mbar_wait(&empty_q[qb], ((n / kQBufs) - 1) & 1);
+          store_output<kBM>(&to, sq + qb * kTileBytesQ, s_tile[qb]);
+        }
         s_item[qb] = item;
         if (item < n_items) {
           const QueryTile qt = query_tile<kBM>(p, item);
@@ -275,7 +312,18 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
         }
       }
       item = __shfl_sync(0xffffffffu, item, 0);
-      if (item >= n_items) break;
+      if (item >= n_items) {
+        // The outputs of the items still staged (n - kQBufs + 1 .. n - 1), then the CTA may leave
+        // once its stores are complete.
+        if (lane == 0) {
+          for (int j = max(0, n - kQBufs + 1); j < n; ++j) {
+            mbar_wait(&empty_q[j % kQBufs], (j / kQBufs) & 1);
+            store_output<kBM>(&to, sq + (j % kQBufs) * kTileBytesQ, s_tile[j % kQBufs]);
+          }
+          bulk_wait();
+        }
+        break;
+      }
       const QueryTile qt = query_tile<kBM>(p, item);
       const int4* summ = summary + static_cast<int64_t>(qt.b * p.kv_heads + qt.hkv) * n_sub;
       const uint8_t* sel = selection(qt);
@@ -452,9 +500,11 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
         }
       }
     }
-    store_rows<T>(o, row_sum, p, qt.b, qt.hq, qt.m0 + row_base);
+    // The warp's rows of Q take its output: the only wgmma that read them, the item's last S
+    // (issued by the whole warpgroup together), is complete, as this warp waited for it.
+    stage_rows<T, kBM>(o, row_sum, sq + qb * kTileBytesQ);
     __syncwarp();
-    if (lane == 0) mbar_arrive(&empty_q[qb]);  // the item's Q and s_tile[qb] are no longer read
+    if (lane == 0) mbar_arrive(&empty_q[qb]);  // the output staged; s_tile[qb] no longer read
   }
 #else
   __trap();  // built without sm_90a
@@ -717,8 +767,9 @@ template <typename T, int kBN, int kWG, int kStages, bool kThr = false>
 bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   constexpr int kBM = 64 * kWG;
-  CUtensorMap tq, tk, tv;
+  CUtensorMap tq, tk, tv, to;
   if (!make_map(&tq, p.q, p.q_st, p.batch, p.q_heads, p.q_len, kBM, bf16) ||
+      !make_map(&to, p.out, p.o_st, p.batch, p.q_heads, p.q_len, kBM, bf16) ||
       !make_map(&tk, p.k, p.k_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16) ||
       !make_map(&tv, p.v, p.v_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16)) {
     return false;
@@ -735,7 +786,7 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
     check(cudaMemsetAsync(counter, 0, sizeof(int), stream), "wgmma work counter");
     ctas = static_cast<int>(std::min<int64_t>(items, sm_count()));
   }
-  kernel<<<ctas, 128 * kWG + kProducerThreads<kWG>, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv);
+  kernel<<<ctas, 128 * kWG + kProducerThreads<kWG>, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv, to);
   check(cudaGetLastError(), "wgmma launch");
   return true;
 }
