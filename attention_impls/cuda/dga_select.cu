@@ -332,9 +332,10 @@ __host__ __device__ constexpr int level_bins(int level) { return level < 2 ? 409
 constexpr int kHistInts = 4096 + 4096 + 256;  // per (batch, kv head)
 
 struct FocalWork {
-  int* hist;    // [B·Hkv][kHistInts], zeroed before the first level
-  int2* count;  // [B·Hkv][slices]: keys above t, keys equal to t
-  int slice;    // positions per slice, a multiple of kStepF
+  int* hist;              // [B·Hkv][kHistInts], zeroed before the first level
+  unsigned int* barrier;  // focal_split_kernel's grid barrier, zeroed with hist (right after it)
+  int2* count;            // [B·Hkv][slices]: keys above t, keys equal to t
+  int slice;              // positions per slice, a multiple of kStepF
 };
 
 __device__ __forceinline__ int* level_hist(int* h, int level) { return h + (level == 0 ? 0 : level == 1 ? 4096 : 8192); }
@@ -349,7 +350,7 @@ __device__ int2 block_pick_digit(const int* hist, int want, int* s_warp, int2* s
   int c[kPer], local = 0;
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
-    c[j] = hist[rev * kPer + j];
+    c[j] = __ldcg(hist + rev * kPer + j);  // L2: in focal_split_kernel other CTAs wrote it in this launch
     local += c[j];
   }
   int total;
@@ -372,18 +373,22 @@ __device__ int2 block_pick_digit(const int* hist, int want, int* s_warp, int2* s
 
 // The digits of levels 0 .. level-1 from their histograms: the prefix of t so far, its mask, and
 // how many of the keys matching it still belong to the F largest.
+// Adds level lv's digit, picked from its complete histogram, to the prefix of t.
+__device__ void pick_level(const int* h, int lv, int* s_warp, int2* s_pick, uint32_t* prefix, uint32_t* mask,
+                           int* want) {
+  const int2 pick = lv < 2 ? block_pick_digit<4096>(level_hist(h, lv), *want, s_warp, s_pick)
+                           : block_pick_digit<256>(level_hist(h, lv), *want, s_warp, s_pick);
+  *prefix |= static_cast<uint32_t>(pick.x) << level_shift(lv);
+  *mask |= static_cast<uint32_t>(level_bins(lv) - 1) << level_shift(lv);
+  *want -= pick.y;
+}
+
 __device__ void picked_prefix(const int* h, int level, int focal, int* s_warp, int2* s_pick, uint32_t* prefix,
                               uint32_t* mask, int* want) {
   *prefix = 0;
   *mask = 0;
   *want = focal;
-  for (int lv = 0; lv < level; ++lv) {
-    const int2 pick = lv < 2 ? block_pick_digit<4096>(level_hist(h, lv), *want, s_warp, s_pick)
-                             : block_pick_digit<256>(level_hist(h, lv), *want, s_warp, s_pick);
-    *prefix |= static_cast<uint32_t>(pick.x) << level_shift(lv);
-    *mask |= static_cast<uint32_t>(level_bins(lv) - 1) << level_shift(lv);
-    *want -= pick.y;
-  }
+  for (int lv = 0; lv < level; ++lv) pick_level(h, lv, s_warp, s_pick, prefix, mask, want);
 }
 
 // This CTA's keys of its slice, kPerF consecutive ones per thread and step (i0: the thread's first).
@@ -395,19 +400,15 @@ __device__ __forceinline__ void for_slice_steps(const DgaSelectParams& p, int sl
 
 __device__ __forceinline__ uint32_t importance_key(const float* imp, int i) { return order_key(imp[i]); }
 
-// Level `level` of the select: counts the digit of every key that matches the digits above.
+// Level kLevel of the select over this CTA's slice: counts the digit of every key that matches
+// `prefix` (the digits above) under `mask` into the level's histogram.
 template <int kLevel>
-__global__ void __launch_bounds__(kThreadsF) focal_hist_kernel(DgaSelectParams p, FocalWork w) {
+__device__ void count_digits(const DgaSelectParams& p, const FocalWork& w, uint32_t prefix, uint32_t mask) {
   constexpr int kBins = level_bins(kLevel);
   __shared__ int s_hist[kBins];
-  __shared__ int s_warp[kThreadsF / 32];
-  __shared__ int2 s_pick;
   const int64_t bh = static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y;
   int* h = w.hist + bh * kHistInts;
   const float* imp = p.importance + bh * p.len;
-  uint32_t prefix, mask;
-  int want;
-  picked_prefix(h, kLevel, p.focal, s_warp, &s_pick, &prefix, &mask, &want);
   for (int i = threadIdx.x; i < kBins; i += kThreadsF) s_hist[i] = 0;
   __syncthreads();
   const int lane = threadIdx.x % 32;
@@ -430,33 +431,43 @@ __global__ void __launch_bounds__(kThreadsF) focal_hist_kernel(DgaSelectParams p
   }
 }
 
-// The keys of this slice above t and equal to t (kCount), or the slice's part of the order.
-template <bool kCount>
-__global__ void __launch_bounds__(kThreadsF) focal_order_kernel(DgaSelectParams p, FocalWork w) {
+template <int kLevel>
+__global__ void __launch_bounds__(kThreadsF) focal_hist_kernel(DgaSelectParams p, FocalWork w) {
   __shared__ int s_warp[kThreadsF / 32];
   __shared__ int2 s_pick;
+  uint32_t prefix, mask;
+  int want;
+  picked_prefix(w.hist + (static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y) * kHistInts, kLevel, p.focal,
+                s_warp, &s_pick, &prefix, &mask, &want);
+  count_digits<kLevel>(p, w, prefix, mask);
+}
+
+// This slice's part of the order when no position is focal or every one is: the identity.
+__device__ void identity_order(const DgaSelectParams& p, const FocalWork& w) {
+  int64_t* order = p.order + (static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y) * p.len;
+  for_slice_steps(p, w.slice, [&](int i0, int end) {
+#pragma unroll
+    for (int j = 0; j < kPerF; ++j) {
+      if (i0 + j < end) order[i0 + j] = i0 + j;
+    }
+  });
+}
+
+// Given t and take_eq: the keys of this slice above t and equal to t (kCount), or the slice's
+// part of the order (the slices' counts complete).
+template <bool kCount>
+__device__ void order_slice(const DgaSelectParams& p, const FocalWork& w, uint32_t t, int take_eq, int* s_warp) {
   const int64_t bh = static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y;
   const float* imp = p.importance + bh * p.len;
   int64_t* order = p.order + bh * p.len;
-  const int L = p.len, F = p.focal, R = L - F;
-  if (F <= 0 || F >= L) {  // no focal position, or every one: the identity either way
-    if constexpr (!kCount) for_slice_steps(p, w.slice, [&](int i0, int end) {
-#pragma unroll
-        for (int j = 0; j < kPerF; ++j) {
-          if (i0 + j < end) order[i0 + j] = i0 + j;
-        }
-      });
-    return;
-  }
-  uint32_t t, mask;
-  int take_eq;
-  picked_prefix(w.hist + bh * kHistInts, kLevels, F, s_warp, &s_pick, &t, &mask, &take_eq);
+  const int R = p.len - p.focal;
   int2* count = w.count + bh * gridDim.x;
   int gt_done = 0, eq_done = 0;  // in the slices before this one, then in this one's steps so far
   if constexpr (!kCount) {
     for (int s = 0; s < static_cast<int>(blockIdx.x); ++s) {
-      gt_done += count[s].x;
-      eq_done += count[s].y;
+      const int2 c = __ldcg(count + s);  // L2, as in block_pick_digit()
+      gt_done += c.x;
+      eq_done += c.y;
     }
   }
   for_slice_steps(p, w.slice, [&](int i0, int end) {
@@ -488,6 +499,63 @@ __global__ void __launch_bounds__(kThreadsF) focal_order_kernel(DgaSelectParams 
   if constexpr (kCount) {
     if (threadIdx.x == 0) count[blockIdx.x] = make_int2(gt_done, eq_done);
   }
+}
+
+template <bool kCount>
+__global__ void __launch_bounds__(kThreadsF) focal_order_kernel(DgaSelectParams p, FocalWork w) {
+  __shared__ int s_warp[kThreadsF / 32];
+  __shared__ int2 s_pick;
+  if (p.focal <= 0 || p.focal >= p.len) {
+    if constexpr (!kCount) identity_order(p, w);
+    return;
+  }
+  uint32_t t, mask;
+  int take_eq;
+  picked_prefix(w.hist + (static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y) * kHistInts, kLevels, p.focal,
+                s_warp, &s_pick, &t, &mask, &take_eq);
+  order_slice<kCount>(p, w, t, take_eq, s_warp);
+}
+
+// Every CTA of the grid at this point before any goes on (the k-th call: target = k · CTAs),
+// memory written before it visible after it. Only for grids whose CTAs are all resident at once
+// (a cooperative launch).
+__device__ void grid_barrier(unsigned int* counter, unsigned int target) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    atomicAdd(counter, 1u);
+    while (*reinterpret_cast<volatile unsigned int*>(counter) < target) __nanosleep(64);
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// The whole focal split in one cooperative launch: the three levels, the counts and the order,
+// a grid barrier between each step instead of a launch; each CTA picks each level's digit once
+// (the sliced kernels each re-pick every level above theirs).
+__global__ void __launch_bounds__(kThreadsF) focal_split_kernel(DgaSelectParams p, FocalWork w) {
+  __shared__ int s_warp[kThreadsF / 32];
+  __shared__ int2 s_pick;
+  if (p.focal <= 0 || p.focal >= p.len) {  // the same for every CTA: none waits at a barrier
+    identity_order(p, w);
+    return;
+  }
+  const unsigned int ctas = gridDim.x * gridDim.y * gridDim.z;
+  const int* h = w.hist + (static_cast<int64_t>(blockIdx.z) * p.kv_heads + blockIdx.y) * kHistInts;
+  uint32_t prefix = 0, mask = 0;
+  int want = p.focal;
+  count_digits<0>(p, w, prefix, mask);
+  grid_barrier(w.barrier, ctas);
+  pick_level(h, 0, s_warp, &s_pick, &prefix, &mask, &want);
+  count_digits<1>(p, w, prefix, mask);
+  grid_barrier(w.barrier, 2 * ctas);
+  pick_level(h, 1, s_warp, &s_pick, &prefix, &mask, &want);
+  count_digits<2>(p, w, prefix, mask);
+  grid_barrier(w.barrier, 3 * ctas);
+  pick_level(h, 2, s_warp, &s_pick, &prefix, &mask, &want);  // prefix is t, want take_eq
+  order_slice<true>(p, w, prefix, want, s_warp);
+  grid_barrier(w.barrier, 4 * ctas);
+  order_slice<false>(p, w, prefix, want, s_warp);
 }
 
 // One warp per group: w = softmax_j(scale · mean over the kv head's query heads of q_{h,e}·k_j)
@@ -727,7 +795,8 @@ Work carve(const DgaSelectParams& p, void* ws) {
   w.part_l = w.part_m + parts;
   w.lse = w.part_l + parts;
   w.focal.hist = reinterpret_cast<int*>(w.lse + bh * rows);
-  w.focal.count = reinterpret_cast<int2*>(w.focal.hist + bh * kHistInts);  // 8-byte aligned: kHistInts is even
+  w.focal.barrier = reinterpret_cast<unsigned int*>(w.focal.hist + bh * kHistInts);
+  w.focal.count = reinterpret_cast<int2*>(w.focal.barrier + 2);  // 8-byte aligned: kHistInts is even
   const int slices = focal_slices(p);
   w.focal.slice = (p.len + slices - 1) / slices;
   return w;
@@ -776,9 +845,21 @@ void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
   }
   mark_stage("importance", stream);
   const dim3 grid(focal_slices(p), p.kv_heads, p.batch);
+  const size_t zeroed = (static_cast<size_t>(p.batch) * p.kv_heads * kHistInts + 2) * sizeof(int);  // + the barrier
+  // One cooperative launch when every CTA of the grid fits the GPU at once; else five.
+  const void* split = reinterpret_cast<const void*>(focal_split_kernel);
+  if (static_cast<int64_t>(grid.x) * grid.y * grid.z <=
+      static_cast<int64_t>(ctas_per_sm(split, kThreadsF, 0, "dga focal split occupancy")) * sm_count()) {
+    check(cudaMemsetAsync(w.focal.hist, 0, zeroed, stream), "dga focal histograms");
+    DgaSelectParams pc = p;
+    FocalWork fc = w.focal;
+    void* args[] = {&pc, &fc};
+    check(cudaLaunchCooperativeKernel(split, grid, dim3(kThreadsF), args, 0, stream), "dga focal split");
+    mark_stage("focal split", stream);
+    return;
+  }
   if (p.focal > 0 && p.focal < p.len) {
-    check(cudaMemsetAsync(w.focal.hist, 0, static_cast<size_t>(p.batch) * p.kv_heads * kHistInts * sizeof(int), stream),
-          "dga focal histograms");
+    check(cudaMemsetAsync(w.focal.hist, 0, zeroed, stream), "dga focal histograms");
     focal_hist_kernel<0><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
     focal_hist_kernel<1><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
     focal_hist_kernel<2><<<grid, kThreadsF, 0, stream>>>(p, w.focal);
@@ -794,7 +875,7 @@ void launch_select(const DgaSelectParams& p, cudaStream_t stream) {
 size_t dga_select_workspace_bytes(const DgaSelectParams& p) {
   const size_t bh = static_cast<size_t>(p.batch) * p.kv_heads;
   const size_t rows = static_cast<size_t>(p.q_heads / p.kv_heads) * p.n_samples;
-  return (2 * bh * max_ranges(p) * rows + bh * rows) * sizeof(float) + bh * kHistInts * sizeof(int) +
+  return (2 * bh * max_ranges(p) * rows + bh * rows) * sizeof(float) + (bh * kHistInts + 2) * sizeof(int) +
          bh * focal_slices(p) * sizeof(int2);
 }
 
