@@ -424,7 +424,10 @@ TEST(DgaKernels, ImportanceAndFocalSplitMatchFloat64) {
                           DgaCase{1, 4099, 32, 8, 128, 64, false, 0.1, at::kBFloat16},
                           DgaCase{1, 200, 4, 4, 128, 100, true, 1.0, at::kBFloat16},
                           DgaCase{1, 150, 4, 2, 64, 16, false, 0.0, at::kHalf},
-                          DgaCase{1, 777, 32, 4, 64, 80, true, 0.1, at::kHalf}}) {  // 640 rows: three row groups
+                          DgaCase{1, 777, 32, 4, 64, 80, true, 0.1, at::kHalf},  // 640 rows: three row groups
+                          // More (batch, kv head) pairs than CTAs fit the GPU at once (8 per SM at
+                          // the most): the focal split in five launches instead of one.
+                          DgaCase{140, 64, 8, 8, 64, 16, false, 0.25, at::kBFloat16}}) {
     const auto in = test::random_qkv(c.B, c.hq, c.hkv, c.L, c.L, c.d, 300 + c.L, c.dtype, kCuda);
     const double scale = 1.0 / std::sqrt(double(c.d));
     const at::Tensor S = dga_samples(c.L, c.samples, c.strided);
