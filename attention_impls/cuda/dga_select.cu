@@ -322,7 +322,9 @@ __global__ void combine_kernel(const float* part_m, const float* part_l, float* 
 // level's CTAs each pick the digit from it), then a count of the keys above and equal to t per
 // slice, then the order: position i is focal when its key is above t, or equal to t and among the
 // first take_eq such; the focal positions before i are the keys above t before i plus
-// min(the keys equal to t before i, take_eq).
+// min(the keys equal to t before i, take_eq). focal_split_kernel runs these steps in one
+// cooperative launch, a grid barrier between them; the five launches remain for grids that do not
+// fit the GPU at once.
 constexpr int kThreadsF = 256;
 constexpr int kPerF = 16;  // consecutive keys per thread and step
 constexpr int kStepF = kThreadsF * kPerF;
@@ -371,9 +373,8 @@ __device__ int2 block_pick_digit(const int* hist, int want, int* s_warp, int2* s
   return pick;
 }
 
-// The digits of levels 0 .. level-1 from their histograms: the prefix of t so far, its mask, and
-// how many of the keys matching it still belong to the F largest.
-// Adds level lv's digit, picked from its complete histogram, to the prefix of t.
+// Adds level lv's digit, picked from its complete histogram, to the prefix of t (and its mask),
+// and takes the keys in higher digits off `want`.
 __device__ void pick_level(const int* h, int lv, int* s_warp, int2* s_pick, uint32_t* prefix, uint32_t* mask,
                            int* want) {
   const int2 pick = lv < 2 ? block_pick_digit<4096>(level_hist(h, lv), *want, s_warp, s_pick)
@@ -383,6 +384,8 @@ __device__ void pick_level(const int* h, int lv, int* s_warp, int2* s_pick, uint
   *want -= pick.y;
 }
 
+// The digits of levels 0 .. level-1 from their histograms: the prefix of t so far, its mask, and
+// how many of the keys matching it still belong to the F largest.
 __device__ void picked_prefix(const int* h, int level, int focal, int* s_warp, int2* s_pick, uint32_t* prefix,
                               uint32_t* mask, int* want) {
   *prefix = 0;

@@ -9,11 +9,11 @@
 // registers to the consumers) that lists the visible key tiles and loads Q and those K/V tiles
 // with TMA into kStages buffers, signalling full/empty mbarriers per stage. The consumers leave
 // each item's output, normalised, in its Q buffer, and the producer stores it with TMA before the
-// buffer takes a new Q. S = Q·K^T reads Q
-// and K from shared memory (m64nNk16, both K-major); O += P·V takes P from registers (the S accumulators
-// rounded to 16 bits) and V from shared memory as an MN-major operand (m64n128k16). Tiles are in
-// the 128-byte swizzled layout both TMA and wgmma use: a [rows][128] tile is two column halves of
-// 64 elements, each [rows][128 B], 16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned.
+// buffer takes a new Q. S = Q·K^T reads Q and K from shared memory (m64nNk16, both K-major);
+// O += P·V takes P from registers (the S accumulators rounded to 16 bits) and V from shared
+// memory as an MN-major operand (m64n128k16). Tiles are in the 128-byte swizzled layout both TMA
+// and wgmma use: a [rows][128] tile is two column halves of 64 elements, each [rows][128 B],
+// 16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned.
 #include "attention_impls/cuda/common.cuh"
 #include "attention_impls/cuda/topk_select.h"
 #include "attention_impls/cuda/wgmma.cuh"
