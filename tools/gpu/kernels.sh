@@ -17,9 +17,11 @@ mkdir -p "$OUT_DIR"
 LCB_GPU_TARGETS="lcb lcb_gpu_test lcb_bench" source tools/gpu/build.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT_DIR/env.txt"
 
-timeout 240 build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
 status() { echo "$1" | tee -a "$OUT_DIR/status.txt"; }  # repeated after the tables
 : >"$OUT_DIR/status.txt"
+status "ptxas: $([ -z "$LCB_PTXAS_SERIALISED" ] && echo "no wgmma serialised" || echo "wgmma serialised in $(echo "$LCB_PTXAS_SERIALISED" | wc -l) kernel(s), see build.log")"
+
+timeout 240 build-gpu/tests/lcb_gpu_test >"$OUT_DIR/gpu_test.log" 2>&1
 status "gpu suite: exit $? $(grep -E '^\[  (PASSED|FAILED) ' "$OUT_DIR/gpu_test.log" | tr '\n' ' ')"
 grep -E "^\[  FAILED  \]|Failure|error:|^interval|Expected|Which is" "$OUT_DIR/gpu_test.log" | head -n 40
 
