@@ -337,7 +337,7 @@ struct FocalWork {
   int* hist;              // [B·Hkv][kHistInts], zeroed before the first level
   unsigned int* barrier;  // focal_split_kernel's grid barrier, zeroed with hist (right after it)
   int2* count;            // [B·Hkv][slices]: keys above t, keys equal to t
-  int slice;              // positions per slice, a multiple of kStepF
+  int slice;              // positions per slice (ceil(len / slices); the last may hold fewer)
 };
 
 __device__ __forceinline__ int* level_hist(int* h, int level) { return h + (level == 0 ? 0 : level == 1 ? 4096 : 8192); }
