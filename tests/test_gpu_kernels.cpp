@@ -623,10 +623,11 @@ TEST(DgaKernels, DeferredSumOfADeviceTensor) {
 }
 
 // GQA runs the tensor-core kernel, or with LCB_DECODE_KERNEL=simt the CUDA-core one (MHA's).
+// The splits are combined by their last CTA, or with LCB_DECODE_COMBINE=kernel by a second kernel.
 TEST(DecodeKernel, SegmentsMatchFloat64) {
   REQUIRE_GPU();
-  for (const char* kernel : {"", "simt"}) {
-    const ScopedEnv env("LCB_DECODE_KERNEL", kernel);
+  for (const auto& [kernel, combine] : {std::pair{"", ""}, std::pair{"simt", ""}, std::pair{"", "kernel"}}) {
+    const ScopedEnv env("LCB_DECODE_KERNEL", kernel), env2("LCB_DECODE_COMBINE", combine);
     for (const auto dtype : {at::kBFloat16, at::kHalf}) {
       for (const Case c : {Case{1, 8, 8, 64}, Case{300, 8, 2, 128}, Case{5000, 32, 8, 128}, Case{777, 16, 2, 64},
                            Case{40001, 8, 4, 128}, Case{129, 8, 1, 64}}) {
@@ -644,7 +645,8 @@ TEST(DecodeKernel, SegmentsMatchFloat64) {
           const at::Tensor ref32 = test::dense_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat));
           const double err = test::rel_l2(got, want), ref_err = test::rel_l2(ref32.to(dtype), want);
           EXPECT_LE(err, test::derived_tolerance(dtype, ref_err))
-              << test::dtype_name(dtype) << " L=" << c.L << " G=" << c.hq / c.hkv << " B=" << B << " kernel=" << kernel;
+              << test::dtype_name(dtype) << " L=" << c.L << " G=" << c.hq / c.hkv << " B=" << B << " kernel=" << kernel
+              << " combine=" << combine;
           // log-sum-exp against float64.
           const int64_t g = c.hq / c.hkv;
           const at::Tensor kd = in.k.to(at::kDouble).repeat_interleave(g, 1);
@@ -653,6 +655,32 @@ TEST(DecodeKernel, SegmentsMatchFloat64) {
           EXPECT_LT((lse.to(at::kDouble) - lse_want).abs().max().item<double>(), 1e-3) << "L=" << c.L;
         }
       }
+    }
+  }
+}
+
+// The last CTA of each (batch, kv head) combines its splits and leaves the count at zero: calls
+// in a row give the same bits as the separate combine kernel, whatever ran before them.
+TEST(DecodeKernel, LastSplitCombinesLikeTheCombineKernel) {
+  REQUIRE_GPU();
+  for (const Case c : {Case{9000, 32, 8, 128}, Case{6001, 8, 8, 64}}) {
+    for (int64_t B : {1, 5}) {
+      const auto in = test::random_qkv(B, c.hq, c.hkv, 1, c.L, c.d, 31 + B, at::kBFloat16, kCuda);
+      const std::vector<std::pair<at::Tensor, at::Tensor>> segs = {{in.k, in.v}};
+      const double scale = 1.0 / std::sqrt(double(c.d));
+      at::Tensor want, want_lse;
+      {
+        const ScopedEnv env("LCB_DECODE_COMBINE", "kernel");
+        want = attn::fast::decode_attention(in.q, segs, scale, &want_lse);
+      }
+      for (int rep = 0; rep < 3; ++rep) {
+        at::Tensor lse;
+        const at::Tensor got = attn::fast::decode_attention(in.q, segs, scale, &lse);
+        EXPECT_TRUE(got.equal(want)) << "G=" << c.hq / c.hkv << " B=" << B << " call " << rep;
+        EXPECT_TRUE(lse.equal(want_lse)) << "G=" << c.hq / c.hkv << " B=" << B << " call " << rep;
+      }
+      const at::Tensor dense = test::dense_f64(in.q, in.k, in.v);
+      EXPECT_LT(test::rel_l2(want, dense), 1e-2) << "G=" << c.hq / c.hkv << " B=" << B;
     }
   }
 }

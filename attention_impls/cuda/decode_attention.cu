@@ -2,8 +2,9 @@
 // cache whose keys are all visible, in up to three segments (DGA: focal, aggregates, raw tail).
 //
 // Grid (splits, kv heads, batch); a CTA reads its block of keys once for all G query heads of
-// its kv head and writes an unnormalised partial (max, sum, output); a second kernel combines
-// the splits. Two kernels read the keys:
+// its kv head and writes an unnormalised partial (max, sum, output); the last CTA of a (batch,
+// kv head) to finish, counted by an atomic ticket, combines the splits (LCB_DECODE_COMBINE=kernel:
+// a second kernel does, for A/B timings). Two kernels read the keys:
 // - one query head per kv head (MHA): lanes split the head dimension in 16-byte pieces (D/8 lanes
 //   per key), so a warp handles 32/(D/8) keys at once and unrolls over several to keep loads in
 //   flight (split_kernel);
@@ -17,7 +18,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <type_traits>
+#include <utility>
 
 namespace lcb::attn::cuda {
 namespace {
@@ -88,6 +92,79 @@ __device__ __forceinline__ void store_partial(const DecodeParams& p, int b, int 
     ws[D] = mx;
     ws[D + 1] = sum;
   }
+}
+
+// Query heads h·G .. h·G + G - 1 of batch b from their splits' partials (the workspace, read
+// through L2: other CTAs wrote it), each with its log-sum-exp: one warp per head. Lanes take the
+// splits' maxima and sums 32 at a time, then every lane adds its D/32 output elements over the
+// splits, whose loads do not wait on each other.
+template <typename T, int D, int G>
+__device__ __forceinline__ void combine_splits(const DecodeParams& p, int b, int h, int splits) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int gq = warp; gq < G; gq += blockDim.x / 32) {
+    const int hq = h * G + gq;
+    const float* ws = p.workspace + (static_cast<int64_t>(b) * p.q_heads + hq) * splits * (D + 2);
+    float mx = -INFINITY;
+    for (int s = lane; s < splits; s += 32) mx = fmaxf(mx, __ldcg(ws + s * (D + 2) + D));
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    float o[D / 32], sum = 0.f;
+#pragma unroll
+    for (int e = 0; e < D / 32; ++e) o[e] = 0.f;
+    if (mx != -INFINITY) {
+      for (int s0 = 0; s0 < splits; s0 += 32) {
+        float w = 0.f;
+        if (s0 + lane < splits) {
+          const float* part = ws + (s0 + lane) * (D + 2);
+          w = exp2f(__ldcg(part + D) - mx);
+          sum += w * __ldcg(part + D + 1);
+        }
+        const int n = min(32, splits - s0);
+#pragma unroll 4
+        for (int j = 0; j < n; ++j) {
+          const float wj = __shfl_sync(0xffffffffu, w, j);
+          const float* part = ws + (s0 + j) * (D + 2);
+#pragma unroll
+          for (int e = 0; e < D / 32; ++e) o[e] = fmaf(wj, __ldcg(part + e * 32 + lane), o[e]);
+        }
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    }
+    if (p.lse != nullptr && lane == 0) {
+      p.lse[static_cast<int64_t>(b) * p.q_heads + hq] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : -INFINITY;
+    }
+    T* dst = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
+#pragma unroll
+    for (int e = 0; e < D / 32; ++e) {
+      const float out = sum > 0.f ? o[e] / sum : 0.f;
+      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        dst[e * 32 + lane] = __float2bfloat16(out);
+      } else {
+        dst[e * 32 + lane] = __float2half(out);
+      }
+    }
+  }
+}
+
+// After a CTA's partials are stored: with p.done, the CTA that finishes last among its (batch, kv
+// head)'s splits combines them and leaves the count at zero for the next call (the
+// threadfence-reduction pattern: every CTA's stores are fenced before its ticket).
+template <typename T, int D, int G>
+__device__ __forceinline__ void combine_if_last(const DecodeParams& p, int b, int h, int splits) {
+  if (p.done == nullptr) return;
+  __shared__ bool s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* done = p.done + b * p.kv_heads + h;
+    s_last = atomicAdd(done, 1) == splits - 1;
+    if (s_last) *done = 0;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  combine_splits<T, D, G>(p, b, h, splits);
 }
 
 template <typename T, int D, int G>
@@ -219,6 +296,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int tot
     }
     store_partial<D>(p, b, h * G + gq, split, splits, d, o, mx, sum);
   }
+  combine_if_last<T, D, G>(p, b, h, splits);
 }
 
 constexpr int kChunk = 64;  // keys per shared-memory stage: 16 per warp
@@ -379,32 +457,12 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
     }
     store_partial<D>(p, b, h * G + gq, split, splits, d, acc, mx, sum);
   }
+  combine_if_last<T, D, G>(p, b, h, splits);
 }
 
-template <typename T, int D>
-__global__ void combine_kernel(DecodeParams p, int splits) {
-  const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-  const float* ws = p.workspace + (static_cast<int64_t>(b) * p.q_heads + hq) * splits * (D + 2);
-  float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, ws[s * (D + 2) + D]);
-  float sum = 0.f, o = 0.f;
-  if (mx != -INFINITY) {
-    for (int s = 0; s < splits; ++s) {
-      const float w = exp2f(ws[s * (D + 2) + D] - mx);
-      sum += w * ws[s * (D + 2) + D + 1];
-      o += w * ws[s * (D + 2) + d];
-    }
-  }
-  const float out = sum > 0.f ? o / sum : 0.f;
-  if (p.lse != nullptr && d == 0) {
-    p.lse[static_cast<int64_t>(b) * p.q_heads + hq] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : -INFINITY;
-  }
-  T* dst = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h + d;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    *dst = __float2bfloat16(out);
-  } else {
-    *dst = __float2half(out);
-  }
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kThreads) combine_kernel(DecodeParams p, int splits) {
+  combine_splits<T, D, G>(p, blockIdx.y, blockIdx.x, splits);
 }
 
 int total_keys(const DecodeParams& p) {
@@ -419,8 +477,28 @@ bool use_mma(const DecodeParams& p) {
   return p.q_heads / p.kv_heads > 1 && !(env != nullptr && std::strcmp(env, "simt") == 0);
 }
 
+// Per (device, stream): kMaxDone split counts, zero, each left zero by the CTA that combines.
+// Null (a combine kernel then) with LCB_DECODE_COMBINE=kernel or more (batch, kv head) pairs.
+constexpr int kMaxDone = 1 << 16;
+int* done_counts(int pairs, cudaStream_t stream) {
+  const char* env = std::getenv("LCB_DECODE_COMBINE");
+  if ((env != nullptr && std::strcmp(env, "kernel") == 0) || pairs > kMaxDone) return nullptr;
+  static std::mutex mu;
+  static std::map<std::pair<int, cudaStream_t>, int*> counts;
+  int device = 0;
+  check(cudaGetDevice(&device), "device");
+  const std::lock_guard<std::mutex> lock(mu);
+  int*& c = counts[{device, stream}];
+  if (c == nullptr) {
+    check(cudaMalloc(&c, kMaxDone * sizeof(int)), "decode split counts");
+    check(cudaMemsetAsync(c, 0, kMaxDone * sizeof(int), stream), "decode split counts");
+  }
+  return c;
+}
+
 template <typename T, int D, int G>
-void launch(const DecodeParams& p, cudaStream_t stream) {
+void launch(DecodeParams p, cudaStream_t stream) {
+  p.done = done_counts(p.batch * p.kv_heads, stream);
   const int total = total_keys(p), splits = decode_splits(p);
   const int per_split = (total + splits - 1) / splits;
   const dim3 grid(splits, p.kv_heads, p.batch);
@@ -435,8 +513,10 @@ void launch(const DecodeParams& p, cudaStream_t stream) {
   }
   if (!done) split_kernel<T, D, G><<<grid, kThreads, 0, stream>>>(p, total, per_split);
   check(cudaGetLastError(), "split launch");
-  combine_kernel<T, D><<<dim3(p.q_heads, p.batch), D, 0, stream>>>(p, splits);
-  check(cudaGetLastError(), "combine launch");
+  if (p.done == nullptr) {
+    combine_kernel<T, D, G><<<dim3(p.kv_heads, p.batch), kThreads, 0, stream>>>(p, splits);
+    check(cudaGetLastError(), "combine launch");
+  }
 }
 
 template <typename T, int D>

@@ -83,8 +83,9 @@ bool topk_select(const IntervalParams& p, int top_k, int levels, uint32_t* row_s
 
 // One query per (batch, query head) against keys that are all visible, held in up to four
 // segments per (batch, kv head) (DGA's cache: focal, aggregates, raw tail, the new token).
-// Split-KV: blocks of keys are reduced in parallel, then combined. The same launch can store the
-// new token's row into its cache slot (DecodeStore), which no segment may read.
+// Split-KV: blocks of keys are reduced in parallel, then combined by the last block of each
+// (batch, kv head) to finish. The same launch can store the new token's row into its cache slot
+// (DecodeStore), which no segment may read.
 struct DecodeSegment {
   const void* k = nullptr;  // [B, Hkv, len, D]
   const void* v = nullptr;
@@ -114,6 +115,9 @@ struct DecodeParams {
   float scale = 1.0f;
   float* workspace = nullptr;  // decode_workspace_bytes()
   float* lse = nullptr;        // optional [B, Hq]: natural-log sum of exp(scale·q·k) over the keys
+  // Set by decode_attention(): per (batch, kv head) the splits done so far, zero between calls.
+  // The last CTA of a (batch, kv head) combines its splits; null: a second kernel combines.
+  int* done = nullptr;
 };
 
 // topk_block's prefill selection (DESIGN.md §3) for queries at positions 0 .. q_len-1 and as many
