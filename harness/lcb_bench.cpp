@@ -1,24 +1,26 @@
 // lcb_bench: Google Benchmark timings of the attention implementations on CUDA, prefill and
-// decode, against at::scaled_dot_product_attention measured in the same process.
+// decode, against at::scaled_dot_product_attention timed alongside in the same process.
 //
 // Every benchmark first checks its implementation against the reference (the same spec with
 // Options::reference, bf16 relative L2 < 1e-2, at min(L, --verify-len) tokens; causal dense
 // through the interval kernel is checked against SDPA at full length) and refuses to time on a
 // mismatch; an implementation without a CUDA kernel is reported as such, not timed. Timing:
-// CUDA events around each call, the L2 cache flushed before each, two warm-up calls; counters
-// report the median. Counters: ms (median), TFLOPs (effective: 4·D per visible query-key pair),
-// GBps (q, k, v or the cache read once, output written once), x_sdpa (SDPA's median / this
-// median, same shape and mode), and for DGA, topk_block and topk prefill select_ms / attend_ms
-// (selection and attention timed apart; topk's attend is the total less the select, whose five
-// passes are listed; DGA's come from one forward's stage marks, each stage also a counter
-// <stage>_ms and in the note with its share), and for sparse prefills density (the pairs computed
-// over causal dense's, from cost()), and for decode bare_read_ms (ATen's sum over as many bytes
-// as the step reads: a plain streaming read of them to compare with, not a strict bound). A table
-// of the medians is printed last.
+// CUDA events around each call, the L2 cache flushed before each (by a 256 MB read, or with
+// --l2-flush=write by a 256 MB memset, as before 2026-11-29), two warm-up calls; each timed call
+// follows a timed call of SDPA on the same shape and mode (before 2026-11-29 SDPA was timed once
+// per process). Counters report medians: ms, TFLOPs (effective: 4·D per visible query-key pair),
+// GBps (q, k, v or the cache read once, output written once), sdpa_ms and x_sdpa (sdpa_ms / ms),
+// and for DGA, topk_block and topk prefill select_ms / attend_ms (selection and attention timed
+// apart; topk's attend is the total less the select, whose five passes are listed; DGA's come
+// from one forward's stage marks, each stage also a counter <stage>_ms and in the note with its
+// share), and for sparse prefills density (the pairs computed over causal dense's, from cost()),
+// and for decode bare_read_ms (ATen's sum over as many bytes as the step reads: a plain
+// streaming read of them to compare with, not a strict bound). A table of the medians is printed
+// last.
 //
 //   lcb_bench [--lengths=4096,16384,65536,131072] [--modes=prefill,decode] [--heads=mha,gqa]
 //             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
-//             [--batch=1] [Google Benchmark flags]
+//             [--batch=1] [--l2-flush=read|write] [Google Benchmark flags]
 #include "attention_impls/topk_block.h"
 #include "attention_impls/fast.h"
 #include "attention_impls/reference.h"
@@ -98,24 +100,46 @@ const Inputs& inputs(int64_t B, int64_t hkv, int64_t L) {
   return cache.emplace(key, std::move(in)).first->second;
 }
 
+// How the L2 cache is emptied before each timed call: "read" (the default) reads 256 MB, which
+// leaves L2 holding clean lines; "write" zeroes 256 MB, which leaves about L2's size of dirty
+// lines that the timed call then pays to write back (about 11 µs on the H200, BENCHMARKS.md).
+std::string& l2_flush_mode() {
+  static std::string mode = "read";
+  return mode;
+}
+
 void flush_l2() {
-  static at::Tensor scratch = at::empty({256 << 20}, at::TensorOptions().dtype(at::kByte).device(kCuda));
-  scratch.zero_();
+  static at::Tensor scratch = at::zeros({64 << 20}, at::TensorOptions().dtype(at::kFloat).device(kCuda));
+  if (l2_flush_mode() == "write") {
+    scratch.zero_();
+  } else {
+    scratch.sum();
+  }
 }
 
 // Milliseconds per call of fn(): two untimed calls, then one timed call per state iteration (or
-// `reps` calls without a state), the L2 cache flushed before each.
-std::vector<double> time_calls(const std::function<void()>& fn, benchmark::State* state, int reps) {
-  for (int i = 0; i < 2; ++i) fn();
+// `reps` calls without a state), the L2 cache flushed before each. With `base`, each timed call of
+// fn is preceded by a timed call of base (its milliseconds in *base_ms), so that both see the
+// same clocks and temperature.
+std::vector<double> time_calls(const std::function<void()>& fn, benchmark::State* state, int reps,
+                               const std::function<void()>* base = nullptr, std::vector<double>* base_ms = nullptr) {
+  for (int i = 0; i < 2; ++i) {
+    if (base != nullptr) (*base)();
+    fn();
+  }
   at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  std::vector<double> ms;
-  auto one = [&] {
+  auto timed = [&](const std::function<void()>& f) {
     flush_l2();
     start.record();
-    fn();
+    f();
     stop.record();
     stop.synchronize();
-    ms.push_back(start.elapsed_time(stop));
+    return static_cast<double>(start.elapsed_time(stop));
+  };
+  std::vector<double> ms;
+  auto one = [&] {
+    if (base != nullptr) base_ms->push_back(timed(*base));
+    ms.push_back(timed(fn));
   };
   if (state != nullptr) {
     for (auto _ : *state) {
@@ -138,15 +162,6 @@ std::function<void()> sdpa_call(const std::string& mode, const Inputs& in) {
     return [&in] { at::scaled_dot_product_attention(in.q, in.k, in.v, {}, 0.0, true, softmax_scale(), true); };
   }
   return [&in] { at::scaled_dot_product_attention(in.q1, in.k, in.v, {}, 0.0, false, softmax_scale(), true); };
-}
-
-// SDPA's median for a shape and mode, measured once per process.
-double sdpa_ms(const std::string& mode, int64_t B, int64_t hkv, int64_t L) {
-  static std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> cache;
-  const auto key = std::make_tuple(mode, B, hkv, L);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  const double ms = median(time_calls(sdpa_call(mode, inputs(B, hkv, L)), nullptr, reps_for(mode, L)));
-  return cache[key] = ms;
 }
 
 // A reference point for a decode step that reads `bytes`: ATen's sum over a bf16 tensor of as many
@@ -337,9 +352,11 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
       fn = [&in, &impl, &cache] { impl->decode(in.q1, in.k1, in.v1, *cache, {}); };
     }
   }
-  const double base = sdpa_ms(mode, B, hkv, L);
-  const std::vector<double> ms = time_calls(fn, &st, 0);
-  const double med = median(ms);
+  const std::function<void()> sdpa = sdpa_call(mode, in);
+  std::vector<double> sdpa_ms;
+  const std::vector<double> ms = time_calls(fn, &st, 0, &sdpa, &sdpa_ms);
+  const double med = median(ms), base = median(sdpa_ms);
+  st.counters["sdpa_ms"] = base;
   st.counters["ms"] = med;
   st.counters["TFLOPs"] = flops / (med * 1e-3) / 1e12;
   st.counters["GBps"] = bytes / (med * 1e-3) / 1e9;
@@ -392,6 +409,8 @@ Settings parse(int& argc, char** argv) {
       s.verify_len = std::stoll(v);
     } else if (const char* v = value("--batch=")) {
       s.batch = std::stoll(v);
+    } else if (const char* v = value("--l2-flush=")) {
+      l2_flush_mode() = v;
     } else {
       rest.push_back(argv[i]);
     }
@@ -401,6 +420,9 @@ Settings parse(int& argc, char** argv) {
   }
   for (const auto& h : s.heads) {
     if (h != "mha" && h != "gqa") throw std::invalid_argument("--heads: '" + h + "' (accepted: mha = 32/32, gqa = 32/8)");
+  }
+  if (l2_flush_mode() != "read" && l2_flush_mode() != "write") {
+    throw std::invalid_argument("--l2-flush: '" + l2_flush_mode() + "' (accepted: read, write)");
   }
   for (const auto& spec : s.impls) {
     if (spec == "sdpa" || spec == "dense-interval") continue;
@@ -446,8 +468,9 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 
-  std::printf("\n| benchmark (B=%lld, 32 q heads, hd128, bf16) | median ms | x SDPA | TF/s | GB/s | note |\n|---|---|---|---|---|---|\n",
-              static_cast<long long>(cfg.batch));
+  std::printf("\n| benchmark (B=%lld, 32 q heads, hd128, bf16, L2 flushed by a %s) | median ms | x SDPA | TF/s | GB/s | note |\n"
+              "|---|---|---|---|---|---|\n",
+              static_cast<long long>(cfg.batch), l2_flush_mode().c_str());
   for (const auto& r : rows()) {
     std::printf("| %s | %.3f | %.2f | %.0f | %.0f | %s |\n", r.name.c_str(), r.ms, r.x_sdpa, r.tflops, r.gbps, r.note.c_str());
   }
