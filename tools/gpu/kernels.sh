@@ -56,7 +56,7 @@ if [ -z "${LCB_SKIP_SWEEP:-}" ]; then
 fi
 
 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
-  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:IntervalKernel.QueryTiles*:DecodeKernel.SegmentsMatch*:DecodeKernel.Stores*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*:TopKKernel.Distinct*' \
+  --gtest_filter='IntervalKernel.CausalDense*:IntervalKernel.RandomIntervals*:IntervalKernel.Strided*:IntervalKernel.QueryTiles*:DecodeKernel.SegmentsMatch*:DecodeKernel.Stores*:DecodeKernel.LastSplit*:BlockSelect.*:DecodeKernel.BlockTopK*:DgaKernels.*:TopKKernel.Distinct*' \
   >"$OUT_DIR/sanitizer.log" 2>&1
 status "compute-sanitizer memcheck: exit $? ($(grep -E 'ERROR SUMMARY' "$OUT_DIR/sanitizer.log" | tail -n1))"
 timeout 150 compute-sanitizer --tool synccheck --error-exitcode 3 build-gpu/tests/lcb_gpu_test \
