@@ -1,27 +1,28 @@
 // lcb_bench: Google Benchmark timings of the attention implementations on CUDA, prefill and
-// decode, against at::scaled_dot_product_attention timed alongside in the same process.
+// decode, against at::scaled_dot_product_attention timed right before each, in the same process.
 //
 // Every benchmark first checks its implementation against the reference (the same spec with
 // Options::reference, bf16 relative L2 < 1e-2, at min(L, --verify-len) tokens; causal dense
 // through the interval kernel is checked against SDPA at full length) and refuses to time on a
-// mismatch; an implementation without a CUDA kernel is reported as such, not timed. Timing:
-// CUDA events around each call, the L2 cache flushed before each (by a 256 MB read, or with
-// --l2-flush=write by a 256 MB memset, as before 2026-11-29), two warm-up calls; each timed call
-// follows a timed call of SDPA on the same shape and mode (before 2026-11-29 SDPA was timed once
-// per process). Counters report medians: ms, TFLOPs (effective: 4·D per visible query-key pair),
-// GBps (q, k, v or the cache read once, output written once), sdpa_ms and x_sdpa (sdpa_ms / ms),
-// and for DGA, topk_block and topk prefill select_ms / attend_ms (selection and attention timed
-// apart; topk's attend is the total less the select, whose five passes are listed; DGA's come
-// from one forward's stage marks, each stage also a counter <stage>_ms and in the note with its
-// share), and for sparse prefills density (the pairs computed over causal dense's, from cost()),
-// and for decode bare_read_ms (ATen's sum over as many bytes as the step reads: a plain
-// streaming read of them to compare with, not a strict bound). A table of the medians is printed
-// last.
+// mismatch; an implementation without a CUDA kernel is reported as such, not timed. Timing, per
+// block of calls: untimed calls for --warmup-ms (at least two), then CUDA events around each
+// call, the L2 cache flushed before each by a 256 MB read (--l2-flush=write: a 256 MB memset, as
+// before 2026-11-29, which leaves L2's size of dirty lines for the timed call to write back). Each
+// benchmark times a block of SDPA calls on the same shape and mode, then its own block (before
+// 2026-11-29: SDPA once per process, two warm-up calls). Counters report medians: ms, TFLOPs
+// (effective: 4·D per visible query-key pair), GBps (q, k, v or the cache read once, output
+// written once), sdpa_ms and x_sdpa (sdpa_ms / ms), and for DGA, topk_block and topk prefill
+// select_ms / attend_ms (selection and attention timed apart; topk's attend is the total less the
+// select, whose five passes are listed; DGA's come from one forward's stage marks, each stage
+// also a counter <stage>_ms and in the note with its share), and for sparse prefills density (the
+// pairs computed over causal dense's, from cost()), and for decode bare_read_ms (ATen's sum over
+// as many bytes as the step reads: a plain streaming read of them to compare with, not a strict
+// bound). A table of the medians is printed last.
 //
 //   lcb_bench [--lengths=4096,16384,65536,131072] [--modes=prefill,decode] [--heads=mha,gqa]
 //             [--impls="sdpa;dense-interval;swa:window=4096;..."] [--verify-len=4096]
-//             [--batch=1] [--l2-flush=read|write] [--no-sdpa] [Google Benchmark flags]
-// --no-sdpa: no SDPA calls between the timed ones (no x_sdpa), for profilers and power traces.
+//             [--batch=1] [--l2-flush=read|write] [--warmup-ms=500] [--no-sdpa] [Google Benchmark flags]
+// --no-sdpa: no SDPA block before each benchmark (no x_sdpa), for profilers and power traces.
 #include "attention_impls/topk_block.h"
 #include "attention_impls/fast.h"
 #include "attention_impls/reference.h"
@@ -32,6 +33,7 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -119,29 +121,34 @@ void flush_l2() {
   }
 }
 
-// Milliseconds per call of fn(): two untimed calls, then one timed call per state iteration (or
-// `reps` calls without a state), the L2 cache flushed before each. With `base`, each timed call of
-// fn is preceded by a timed call of base (its milliseconds in *base_ms), so that both see the
-// same clocks and temperature.
-std::vector<double> time_calls(const std::function<void()>& fn, benchmark::State* state, int reps,
-                               const std::function<void()>* base = nullptr, std::vector<double>* base_ms = nullptr) {
-  for (int i = 0; i < 2; ++i) {
-    if (base != nullptr) (*base)();
+// Untimed calls before a timed block: at least two, and until this many milliseconds have
+// passed. The H200 lowers its SM clock for about half a second when a heavy kernel starts
+// (1665-1770 MHz, then 1965-1980; BENCHMARKS.md), and a light kernel right after a heavy one runs
+// at the heavy one's clocks: each block is timed once its own kernel has settled them.
+double& warmup_ms() {
+  static double ms = 500;
+  return ms;
+}
+
+// Milliseconds per call of fn(): the warm-up, then one timed call per state iteration (or `reps`
+// calls without a state), the L2 cache flushed before each.
+std::vector<double> time_calls(const std::function<void()>& fn, benchmark::State* state, int reps) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int n = 0; n < 2 || std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() <
+                               warmup_ms();
+       ++n) {
     fn();
+    torch::cuda::synchronize();
   }
   at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  auto timed = [&](const std::function<void()>& f) {
-    flush_l2();
-    start.record();
-    f();
-    stop.record();
-    stop.synchronize();
-    return static_cast<double>(start.elapsed_time(stop));
-  };
   std::vector<double> ms;
   auto one = [&] {
-    if (base != nullptr) base_ms->push_back(timed(*base));
-    ms.push_back(timed(fn));
+    flush_l2();
+    start.record();
+    fn();
+    stop.record();
+    stop.synchronize();
+    ms.push_back(start.elapsed_time(stop));
   };
   if (state != nullptr) {
     for (auto _ : *state) {
@@ -354,10 +361,10 @@ void run_one(benchmark::State& st, const std::string& name, const Settings& cfg,
       fn = [&in, &impl, &cache] { impl->decode(in.q1, in.k1, in.v1, *cache, {}); };
     }
   }
-  const std::function<void()> sdpa = sdpa_call(mode, in);
-  std::vector<double> sdpa_ms;
-  const std::vector<double> ms = time_calls(fn, &st, 0, cfg.sdpa ? &sdpa : nullptr, &sdpa_ms);
-  const double med = median(ms), base = median(sdpa_ms);
+  // SDPA's block right before this one, on the same inputs.
+  const double base = cfg.sdpa ? median(time_calls(sdpa_call(mode, in), nullptr, reps_for(mode, L))) : 0.0;
+  const std::vector<double> ms = time_calls(fn, &st, 0);
+  const double med = median(ms);
   if (cfg.sdpa) st.counters["sdpa_ms"] = base;
   st.counters["ms"] = med;
   st.counters["TFLOPs"] = flops / (med * 1e-3) / 1e12;
@@ -411,6 +418,8 @@ Settings parse(int& argc, char** argv) {
       s.verify_len = std::stoll(v);
     } else if (const char* v = value("--batch=")) {
       s.batch = std::stoll(v);
+    } else if (const char* v = value("--warmup-ms=")) {
+      warmup_ms() = std::stod(v);
     } else if (a == "--no-sdpa") {
       s.sdpa = false;
     } else if (const char* v = value("--l2-flush=")) {
