@@ -622,7 +622,7 @@ TEST(DgaKernels, DeferredSumOfADeviceTensor) {
   EXPECT_EQ(sum.get(), x.sum().item<int64_t>());
 }
 
-// GQA runs the tensor-core kernel, or with LCB_DECODE_KERNEL=simt the CUDA-core one (MHA's).
+// The tensor-core kernel (MHA and GQA), or with LCB_DECODE_KERNEL=simt the CUDA-core one.
 // The splits are combined by their last CTA, or with LCB_DECODE_COMBINE=kernel by a second kernel.
 TEST(DecodeKernel, SegmentsMatchFloat64) {
   REQUIRE_GPU();

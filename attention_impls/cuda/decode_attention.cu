@@ -4,15 +4,15 @@
 // Grid (splits, kv heads, batch); a CTA reads its block of keys once for all G query heads of
 // its kv head and writes an unnormalised partial (max, sum, output); the last CTA of a (batch,
 // kv head) to finish, counted by an atomic ticket, combines the splits (LCB_DECODE_COMBINE=kernel:
-// a second kernel does, for A/B timings). Two kernels read the keys:
-// - one query head per kv head (MHA): lanes split the head dimension in 16-byte pieces (D/8 lanes
-//   per key), so a warp handles 32/(D/8) keys at once and unrolls over several to keep loads in
-//   flight (split_kernel);
-// - several (GQA): the G query heads are the rows of one m16 tensor-core fragment (rows G..15
-//   zero) and keys stream through shared memory in chunks of 64, three chunks in flight with
-//   cp.async; each warp takes 16 keys of a chunk (split_mma_kernel). On CUDA cores every key's
-//   dot products, and their reduction across lanes, cost G times as much.
-// LCB_DECODE_KERNEL=simt runs split_kernel for GQA too (for A/B timings).
+// a second kernel does, for A/B timings). Two kernels read the keys (use_mma() picks):
+// - tensor cores (split_mma_kernel): the G query heads of a kv head are the rows of one m16
+//   fragment (rows G..15 zero) and keys stream through shared memory in chunks of 64, three
+//   chunks in flight with cp.async; each warp takes 16 keys of a chunk. On CUDA cores every key's
+//   dot products, and their reduction across lanes, cost G times as much; even at G = 1 the
+//   copies and the MMA keep more bytes in flight than the CUDA-core kernel;
+// - CUDA cores (split_kernel), for one query head per kv head over gathered rows (topk_block):
+//   lanes split the head dimension in 16-byte pieces (D/8 lanes per key), so a warp handles
+//   32/(D/8) keys at once and unrolls over several to keep loads in flight.
 #include "attention_impls/cuda/common.cuh"
 
 #include <algorithm>
@@ -309,7 +309,7 @@ constexpr size_t mma_smem_bytes() {
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, int total, int keys_per_split) {
-  static_assert(G >= 2 && G <= 8, "the query heads of a kv head fill rows 0..7 of the fragment");
+  static_assert(G >= 1 && G <= 8, "the query heads of a kv head fill rows 0..7 of the fragment");
   constexpr int kPieces = D / 8;                    // 16-byte pieces per row
   constexpr int kRowsPerPass = kThreads / kPieces;  // rows one pass of the CTA copies
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -471,10 +471,19 @@ int total_keys(const DecodeParams& p) {
   return n;
 }
 
-// The tensor-core kernel for several query heads per kv head, unless LCB_DECODE_KERNEL=simt.
+// The tensor-core kernel, except for one query head per kv head over gathered rows (topk_block's
+// cache), which the CUDA-core kernel reads faster. H200, MHA at 128K: dense 0.525 -> 0.475 ms,
+// window 0.029 -> 0.024, DGA 0.106 -> 0.088 on tensor cores; topk_block 0.078 against 0.105.
+// LCB_DECODE_KERNEL=simt or =mma forces one kernel (A/B timings, tests).
 bool use_mma(const DecodeParams& p) {
   const char* env = std::getenv("LCB_DECODE_KERNEL");
-  return p.q_heads / p.kv_heads > 1 && !(env != nullptr && std::strcmp(env, "simt") == 0);
+  if (env != nullptr && std::strcmp(env, "simt") == 0) return false;
+  if (env != nullptr && std::strcmp(env, "mma") == 0) return true;
+  if (p.q_heads / p.kv_heads > 1) return true;
+  for (int s = 0; s < p.segments; ++s) {
+    if (p.seg[s].rows != nullptr) return false;
+  }
+  return true;
 }
 
 // Per (device, stream): kMaxDone split counts, zero, each left zero by the CTA that combines.
@@ -502,16 +511,13 @@ void launch(DecodeParams p, cudaStream_t stream) {
   const int total = total_keys(p), splits = decode_splits(p);
   const int per_split = (total + splits - 1) / splits;
   const dim3 grid(splits, p.kv_heads, p.batch);
-  bool done = false;
-  if constexpr (G > 1) {
-    if (use_mma(p)) {
-      constexpr size_t smem = mma_smem_bytes<D>();
-      allow_dynamic_smem(reinterpret_cast<const void*>(split_mma_kernel<T, D, G>), smem, "decode shared memory attribute");
-      split_mma_kernel<T, D, G><<<grid, kThreads, smem, stream>>>(p, total, per_split);
-      done = true;
-    }
+  if (use_mma(p)) {
+    constexpr size_t smem = mma_smem_bytes<D>();
+    allow_dynamic_smem(reinterpret_cast<const void*>(split_mma_kernel<T, D, G>), smem, "decode shared memory attribute");
+    split_mma_kernel<T, D, G><<<grid, kThreads, smem, stream>>>(p, total, per_split);
+  } else {
+    split_kernel<T, D, G><<<grid, kThreads, 0, stream>>>(p, total, per_split);
   }
-  if (!done) split_kernel<T, D, G><<<grid, kThreads, 0, stream>>>(p, total, per_split);
   check(cudaGetLastError(), "split launch");
   if (p.done == nullptr) {
     combine_kernel<T, D, G><<<dim3(p.kv_heads, p.batch), kThreads, 0, stream>>>(p, splits);
