@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -106,7 +107,7 @@ const Inputs& inputs(int64_t B, int64_t hkv, int64_t L) {
 
 // How the L2 cache is emptied before each timed call: "read" (the default) reads 256 MB, which
 // leaves L2 holding clean lines; "write" zeroes 256 MB, which leaves about L2's size of dirty
-// lines that the timed call then pays to write back (about 11 µs on the H200, BENCHMARKS.md).
+// lines that the timed call then pays to write back (5-6 µs on the H200, BENCHMARKS.md).
 std::string& l2_flush_mode() {
   static std::string mode = "read";
   return mode;
@@ -419,7 +420,11 @@ Settings parse(int& argc, char** argv) {
     } else if (const char* v = value("--batch=")) {
       s.batch = std::stoll(v);
     } else if (const char* v = value("--warmup-ms=")) {
-      warmup_ms() = std::stod(v);
+      char* end = nullptr;
+      warmup_ms() = std::strtod(v, &end);
+      if (end == v || *end != '\0' || !(warmup_ms() >= 0)) {
+        throw std::invalid_argument(std::string("--warmup-ms: '") + v + "' (accepted: milliseconds >= 0)");
+      }
     } else if (a == "--no-sdpa") {
       s.sdpa = false;
     } else if (const char* v = value("--l2-flush=")) {
