@@ -686,27 +686,34 @@ TEST(DecodeKernel, LastSplitCombinesLikeTheCombineKernel) {
 }
 
 // The new token given as a DecodeStore is attended after the segments and copied into its slot
-// (only there) by the same launch: CUDA-core (MHA) and tensor-core (GQA) kernels.
+// (only there) by the same launch: tensor-core and (LCB_DECODE_KERNEL=simt) CUDA-core kernels.
 TEST(DecodeKernel, StoresTheNewTokenWhileAttending) {
   REQUIRE_GPU();
-  for (const Case c : {Case{2000, 8, 8, 128}, Case{2000, 8, 2, 128}, Case{301, 16, 2, 64}}) {
-    const int64_t B = 2, L = c.L;
-    const auto in = test::random_qkv(B, c.hq, c.hkv, 1, L, c.d, 90 + c.hkv, at::kBFloat16, kCuda);
-    const std::vector<std::pair<at::Tensor, at::Tensor>> segs = {{in.k.narrow(2, 0, L / 2), in.v.narrow(2, 0, L / 2)},
-                                                                 {in.k.narrow(2, L / 2, L - 1 - L / 2),
-                                                                  in.v.narrow(2, L / 2, L - 1 - L / 2)}};
-    const at::Tensor k_store = at::zeros({B, c.hkv, 5, c.d}, in.k.options()), v_store = at::zeros_like(k_store);
-    const attn::fast::DecodeStore store{in.k.narrow(2, L - 1, 1), in.v.narrow(2, L - 1, 1), k_store.narrow(2, 3, 1),
-                                        v_store.narrow(2, 3, 1)};
-    const at::Tensor got = attn::fast::decode_attention(in.q, segs, 1.0 / std::sqrt(double(c.d)), nullptr, &store);
-    const at::Tensor want = test::dense_f64(in.q, in.k, in.v);
-    const at::Tensor ref32 = test::dense_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat));
-    EXPECT_LE(test::rel_l2(got, want), test::derived_tolerance(at::kBFloat16, test::rel_l2(ref32.to(at::kBFloat16), want)))
-        << "G=" << c.hq / c.hkv << " D=" << c.d;
-    EXPECT_TRUE(at::equal(k_store.narrow(2, 3, 1), in.k.narrow(2, L - 1, 1))) << "G=" << c.hq / c.hkv;
-    EXPECT_TRUE(at::equal(v_store.narrow(2, 3, 1), in.v.narrow(2, L - 1, 1))) << "G=" << c.hq / c.hkv;
-    EXPECT_EQ(k_store.abs().sum().item<double>(), k_store.narrow(2, 3, 1).abs().sum().item<double>()) << "other rows written";
-    EXPECT_EQ(v_store.abs().sum().item<double>(), v_store.narrow(2, 3, 1).abs().sum().item<double>()) << "other rows written";
+  for (const char* kernel : {"", "simt"}) {
+    const ScopedEnv env("LCB_DECODE_KERNEL", kernel);
+    for (const Case c : {Case{2000, 8, 8, 128}, Case{2000, 8, 2, 128}, Case{301, 16, 2, 64}}) {
+      const std::string what = "G=" + std::to_string(c.hq / c.hkv) + " D=" + std::to_string(c.d) + " kernel=" + kernel;
+      const int64_t B = 2, L = c.L;
+      const auto in = test::random_qkv(B, c.hq, c.hkv, 1, L, c.d, 90 + c.hkv, at::kBFloat16, kCuda);
+      const std::vector<std::pair<at::Tensor, at::Tensor>> segs = {
+          {in.k.narrow(2, 0, L / 2), in.v.narrow(2, 0, L / 2)},
+          {in.k.narrow(2, L / 2, L - 1 - L / 2), in.v.narrow(2, L / 2, L - 1 - L / 2)}};
+      const at::Tensor k_store = at::zeros({B, c.hkv, 5, c.d}, in.k.options()), v_store = at::zeros_like(k_store);
+      const attn::fast::DecodeStore store{in.k.narrow(2, L - 1, 1), in.v.narrow(2, L - 1, 1), k_store.narrow(2, 3, 1),
+                                          v_store.narrow(2, 3, 1)};
+      const at::Tensor got = attn::fast::decode_attention(in.q, segs, 1.0 / std::sqrt(double(c.d)), nullptr, &store);
+      const at::Tensor want = test::dense_f64(in.q, in.k, in.v);
+      const at::Tensor ref32 = test::dense_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat));
+      EXPECT_LE(test::rel_l2(got, want),
+                test::derived_tolerance(at::kBFloat16, test::rel_l2(ref32.to(at::kBFloat16), want)))
+          << what;
+      EXPECT_TRUE(at::equal(k_store.narrow(2, 3, 1), in.k.narrow(2, L - 1, 1))) << what;
+      EXPECT_TRUE(at::equal(v_store.narrow(2, 3, 1), in.v.narrow(2, L - 1, 1))) << what;
+      EXPECT_EQ(k_store.abs().sum().item<double>(), k_store.narrow(2, 3, 1).abs().sum().item<double>())
+          << "other rows written, " << what;
+      EXPECT_EQ(v_store.abs().sum().item<double>(), v_store.narrow(2, 3, 1).abs().sum().item<double>())
+          << "other rows written, " << what;
+    }
   }
 }
 
