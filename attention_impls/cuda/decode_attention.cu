@@ -465,6 +465,12 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(DecodeParams p, int s
   combine_splits<T, D, G>(p, blockIdx.y, blockIdx.x, splits);
 }
 
+// Whether environment variable `name` is set to `value` (the A/B switches below).
+bool env_is(const char* name, const char* value) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::strcmp(env, value) == 0;
+}
+
 int total_keys(const DecodeParams& p) {
   int n = 0;
   for (int s = 0; s < p.segments; ++s) n += p.seg[s].len;
@@ -476,9 +482,8 @@ int total_keys(const DecodeParams& p) {
 // window 0.029 -> 0.024, DGA 0.106 -> 0.088 on tensor cores; topk_block 0.078 against 0.105.
 // LCB_DECODE_KERNEL=simt or =mma forces one kernel (A/B timings, tests).
 bool use_mma(const DecodeParams& p) {
-  const char* env = std::getenv("LCB_DECODE_KERNEL");
-  if (env != nullptr && std::strcmp(env, "simt") == 0) return false;
-  if (env != nullptr && std::strcmp(env, "mma") == 0) return true;
+  if (env_is("LCB_DECODE_KERNEL", "simt")) return false;
+  if (env_is("LCB_DECODE_KERNEL", "mma")) return true;
   if (p.q_heads / p.kv_heads > 1) return true;
   for (int s = 0; s < p.segments; ++s) {
     if (p.seg[s].rows != nullptr) return false;
@@ -490,8 +495,7 @@ bool use_mma(const DecodeParams& p) {
 // Null (a combine kernel then) with LCB_DECODE_COMBINE=kernel or more (batch, kv head) pairs.
 constexpr int kMaxDone = 1 << 16;
 int* done_counts(int pairs, cudaStream_t stream) {
-  const char* env = std::getenv("LCB_DECODE_COMBINE");
-  if ((env != nullptr && std::strcmp(env, "kernel") == 0) || pairs > kMaxDone) return nullptr;
+  if (env_is("LCB_DECODE_COMBINE", "kernel") || pairs > kMaxDone) return nullptr;
   static std::mutex mu;
   static std::map<std::pair<int, cudaStream_t>, int*> counts;
   int device = 0;
