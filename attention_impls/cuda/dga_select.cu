@@ -564,9 +564,12 @@ __global__ void __launch_bounds__(kThreadsF) focal_split_kernel(DgaSelectParams 
 // One warp per group: w = softmax_j(scale · mean over the kv head's query heads of q_{h,e}·k_j)
 // (e the group's last position), agg = Σ_j w_j (k_j, v_j), with an online softmax over batches of
 // up to 16 members whose rows are all loaded before any is used. For dga_layout() (merged) it
-// also writes the members' raw rows, which it has loaded anyway.
+// also writes the members' raw rows, which it has loaded anyway. The kernel moves bytes more than
+// it computes: the positions come first, and then every row a batch needs, the query rows
+// included, is requested before any is waited for; 128 registers at most (no spills), for four
+// CTAs per SM instead of three.
 template <typename T, int kD>
-__global__ void aggregate_kernel(DgaAggregateParams p) {
+__global__ void __launch_bounds__(128, 4) aggregate_kernel(DgaAggregateParams p) {
   constexpr int kPer = kD / 32;  // head-dim elements per lane: lane l holds l·kPer .. l·kPer + kPer - 1
   constexpr int kBatch = 16;
   using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kPer 16-bit elements
@@ -577,6 +580,8 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   const int groups = p.q_heads / p.kv_heads;
   const int64_t* pos = p.positions + bh * (p.positions_stride != 0 ? p.positions_stride : int64_t{p.n_groups} * p.m) +
                        static_cast<int64_t>(warp_global - bh * p.n_groups) * p.m;
+  // The first batch's positions and the group's end, two independent loads.
+  int64_t my_pos = lane < min(kBatch, p.m) ? pos[lane] : 0;
   const int64_t e = pos[p.m - 1];
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + lane * kPer;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + lane * kPer;
@@ -585,6 +590,18 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
 #pragma unroll
     for (int i = 0; i < kPer; ++i) f[i] = to_float(h[i]);
   };
+  Piece kr[kBatch], vr[kBatch];
+  auto load_batch = [&](int n) {  // rows my_pos of lanes 0 .. n - 1
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int64_t at = __shfl_sync(0xffffffffu, my_pos, j);
+      if (j < n) {
+        kr[j] = *reinterpret_cast<const Piece*>(kbase + at * p.k_st.l);
+        vr[j] = *reinterpret_cast<const Piece*>(vbase + at * p.v_st.l);
+      }
+    }
+  };
+  load_batch(min(kBatch, p.m));
   float qsum[kPer];  // Σ_h q_{h,e}: the mean logit is (Σ_h q_h)·k / groups
 #pragma unroll
   for (int i = 0; i < kPer; ++i) qsum[i] = 0.f;
@@ -605,15 +622,9 @@ __global__ void aggregate_kernel(DgaAggregateParams p) {
   T* ov_base = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
   for (int j0 = 0; j0 < p.m; j0 += kBatch) {
     const int n = min(kBatch, p.m - j0);
-    const int64_t my_pos = lane < n ? pos[j0 + lane] : 0;
-    Piece kr[kBatch], vr[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int64_t at = __shfl_sync(0xffffffffu, my_pos, j);
-      if (j < n) {
-        kr[j] = *reinterpret_cast<const Piece*>(kbase + at * p.k_st.l);
-        vr[j] = *reinterpret_cast<const Piece*>(vbase + at * p.v_st.l);
-      }
+    if (j0 > 0) {
+      my_pos = lane < n ? pos[j0 + lane] : 0;
+      load_batch(n);
     }
     if (p.merged) {  // the members' raw rows of the layout
       const int64_t raw0 = p.raw_row0 + static_cast<int64_t>(g) * p.m + j0;
