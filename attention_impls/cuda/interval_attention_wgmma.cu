@@ -638,7 +638,9 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   // ms). With `branch` true, where few scores fall in the row's range (the later levels), a branch
   // skips the part's shift and the atomic (level 3: 4.45 ms with it, 4.79 without).
   auto add_if = [&](int row, auto branch, bool pred, auto bin_of) {
-    auto word = [&](int bin) { return &hist[row * kStride + (kPacked ? (bin & 127) : bin)]; };
+    // (A part computed for a score outside the row's range, the reduction predicated off, can lie
+    // past 255: the mask keeps even that address inside the row.)
+    auto word = [&](int bin) { return &hist[row * kStride + (kPacked ? (bin & 127) : (bin & 255))]; };
     auto one = [&](int bin) { return kPacked ? 1u << ((bin >> 7) * 16) : 1u; };
     if constexpr (decltype(branch)::value) {
       if (pred) {
