@@ -631,7 +631,8 @@ TEST(DecodeKernel, SegmentsMatchFloat64) {
     for (const auto dtype : {at::kBFloat16, at::kHalf}) {
       for (const Case c : {Case{1, 8, 8, 64}, Case{300, 8, 2, 128}, Case{5000, 32, 8, 128}, Case{777, 16, 2, 64},
                            Case{40001, 8, 4, 128}, Case{129, 8, 1, 64}}) {
-        for (int64_t B : {1, 3}) {
+        for (int64_t B : {1, 3, 64}) {
+          if (B == 64 && c.L > 300) continue;  // the batch the decode serves at most, on the short caches
           const auto in = test::random_qkv(B, c.hq, c.hkv, 1, c.L, c.d, 5 + c.L + B, dtype, kCuda);
           // Three segments of the same keys (one possibly empty) must equal one.
           const int64_t a = c.L / 3, b = c.L / 2;
