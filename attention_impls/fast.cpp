@@ -66,7 +66,7 @@ at::Tensor topk_attention(const at::Tensor&, const at::Tensor&, const at::Tensor
   throw std::logic_error("fast::topk_attention: this build has no CUDA kernels");
 }
 
-at::Tensor topk_select(const at::Tensor&, const at::Tensor&, int64_t, int64_t) {
+at::Tensor topk_select(const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t) {
   throw std::logic_error("fast::topk_select: this build has no CUDA kernels");
 }
 
@@ -318,9 +318,10 @@ std::string reason_not_topk(const at::Tensor& q, const at::Tensor& k, const at::
 namespace {
 
 // Runs topk's select (levels > 0: its first `levels` passes) or, with levels == 0, the whole
-// top-k attention into out. False where the kernels cannot address the tensors.
+// top-k attention into out; *state: the rows' states [B, Hq, Lq, 4]. capacity < 0: the kernels'
+// default number of candidates per row. False where the kernels cannot address the tensors.
 bool run_topk(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, int64_t top_k, double scale,
-              int levels, at::Tensor* out, at::Tensor* state) {
+              int levels, int64_t capacity, at::Tensor* out, at::Tensor* state) {
   // TMA addresses every tensor through non-zero 16-byte strides: plain contiguous copies.
   const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
   const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
@@ -330,25 +331,32 @@ bool run_topk(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& 
   *out = at::empty({B, Hq, Lq, D}, q.options());
   const at::Tensor ws = interval_workspace(q, k);
   const cuda::IntervalParams p = interval_params(q, k, v, *out, lo32, hi32, N - Lq, scale, ws);
-  *state = at::empty({B, Hq, Lq, 4}, iopt);
+  const int cap = capacity < 0 ? cuda::topk_capacity(B * Hq * Lq) : static_cast<int>(capacity);
+  const size_t words = cuda::topk_workspace_bytes(B, Hq, Lq, cap) / sizeof(uint32_t);
+  const at::Tensor work = at::empty({static_cast<int64_t>(words)}, iopt);
+  *state = work.narrow(0, 0, B * Hq * Lq * 4).view({B, Hq, Lq, 4});
   const int k_keep = static_cast<int>(std::min<int64_t>(top_k, std::numeric_limits<int32_t>::max()));
-  auto* rows = reinterpret_cast<uint32_t*>(state->data_ptr<int32_t>());
+  auto* rows = reinterpret_cast<uint32_t*>(work.data_ptr<int32_t>());
   const auto stream = at::cuda::getCurrentCUDAStream();
-  return levels > 0 ? cuda::topk_select(p, k_keep, levels, rows, kernel_dtype(q), stream)
-                    : cuda::topk_attention(p, k_keep, rows, kernel_dtype(q), stream);
+  return levels > 0 ? cuda::topk_select(p, k_keep, levels, cap, rows, kernel_dtype(q), stream)
+                    : cuda::topk_attention(p, k_keep, cap, rows, kernel_dtype(q), stream);
 }
 
 }  // namespace
 
 at::Tensor topk_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t top_k, double scale) {
   at::Tensor out, state;
-  return run_topk(q, k, v, top_k, scale, 0, &out, &state) ? out : at::Tensor();
+  return run_topk(q, k, v, top_k, scale, 0, -1, &out, &state) ? out : at::Tensor();
 }
 
-at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels) {
+at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels, int64_t capacity) {
   if (levels < 1 || levels > 5) throw std::invalid_argument("fast::topk_select: levels must be 1 to 5");
+  if (capacity > 512 || (capacity >= 0 && capacity % 32 != 0)) {
+    throw std::invalid_argument("fast::topk_select: capacity must be -1 (the default) or a multiple of 32 up to 512, not " +
+                                std::to_string(capacity));
+  }
   at::Tensor out, state;
-  if (!run_topk(q, k, k, top_k, 1.0, static_cast<int>(levels), &out, &state)) {
+  if (!run_topk(q, k, k, top_k, 1.0, static_cast<int>(levels), capacity, &out, &state)) {
     throw std::invalid_argument("fast::topk_select: the kernel cannot run these tensors (" + reason_not_topk(q, k, k, {}) + ")");
   }
   return state;

@@ -89,8 +89,10 @@ at::Tensor topk_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
 // topk_attention()'s select alone, its first `levels` passes (1 to 5; 5 completes it): int32
 // [B, Hq, Lq, 4] per row: the key range (lo, width) holding the top_k-th score, how many scores
 // are still to be found in it (0: resolved) and the bound (keys kept: order key >= bound, the
-// float's bits made unsigned-monotone). For stage timings and tests.
-at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels);
+// float's bits made unsigned-monotone); an open row whose first-level range goes to candidates
+// holds their count in place of the bound. capacity: candidates per row (-1: the default; 0:
+// every row refined by histogram passes alone). For stage timings and tests.
+at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels, int64_t capacity = -1);
 
 // The block size block_sel is written for.
 constexpr int64_t kSelectBlock = 64;

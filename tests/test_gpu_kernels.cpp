@@ -338,6 +338,38 @@ TEST(TopKKernel, RandomInputsMatchFloat64) {
   }
 }
 
+// The select's two ways of refining a row's first-level range agree on every row: with
+// candidates (the second pass copies the range's scores, a warp per row finishes) and by
+// histogram passes alone (capacity 0), and with a capacity of 32, which sends some rows each way
+// within one CTA. The rows' whole states must be equal, word for word; the first pass must have
+// given some rows candidates, so that the path is tested.
+TEST(TopKKernel, CandidatesSelectAsTheHistogramPasses) {
+  REQUIRE_GPU();
+  for (const auto dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case c : {Case{1013, 8, 2, 128}, Case{3001, 4, 4, 128}}) {
+      for (const int64_t top_k : {int64_t{7}, int64_t{250}, int64_t{900}}) {
+        const auto in = test::random_qkv(2, c.hq, c.hkv, c.L, c.L, c.d, 11 + c.L + top_k, dtype, kCuda);
+        const at::Tensor first = attn::fast::topk_select(in.q, in.k, top_k, 1).cpu();
+        const int64_t with_candidates =
+            first.select(-1, 2).gt(0).logical_and(first.select(-1, 3).ne(0)).sum().item<int64_t>();
+        EXPECT_GT(with_candidates, 0) << "L=" << c.L << " k=" << top_k << ": no row got candidates";
+        const at::Tensor by_histogram = attn::fast::topk_select(in.q, in.k, top_k, 5, 0).cpu();
+        EXPECT_EQ(by_histogram.select(-1, 2).ne(0).sum().item<int64_t>(), 0) << "an open row after five passes";
+        for (const int64_t capacity : {int64_t{-1}, int64_t{32}}) {
+          const at::Tensor got = attn::fast::topk_select(in.q, in.k, top_k, 5, capacity).cpu();
+          const int64_t differ = got.ne(by_histogram).any(-1).sum().item<int64_t>();
+          EXPECT_EQ(differ, 0) << test::dtype_name(dtype) << " L=" << c.L << " Hq=" << c.hq << " k=" << top_k
+                               << " capacity=" << capacity << ": rows whose state differs";
+        }
+      }
+    }
+  }
+  EXPECT_THROW(attn::fast::topk_select(at::zeros({1, 1, 64, 128}, at::TensorOptions().device(kCuda).dtype(at::kBFloat16)),
+                                       at::zeros({1, 1, 64, 128}, at::TensorOptions().device(kCuda).dtype(at::kBFloat16)),
+                                       4, 5, 48),
+               std::invalid_argument);
+}
+
 // topk_block's selection kernel against bounds computed in float64: the kernel's bounds agree
 // within the float32 rounding of their 2·D exact products, and the chosen blocks are a top-k of
 // the float64 bounds (no unchosen candidate beats a chosen one by more than that rounding). With

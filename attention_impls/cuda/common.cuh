@@ -581,10 +581,10 @@ __device__ void select_largest(KeyAt key_at, int n, int k, uint8_t* flag) {
 enum class WgmmaShape { kRows128Keys128, kRows128Keys64, kRows64Keys64 };
 bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* summary, WgmmaShape shape,
                            cudaStream_t stream);
-// topk_attention()'s select (its first `levels` launches, at most five) writing the rows' bounds into `rows`; false,
-// launching nothing, where TMA cannot address q or k or the tile list does not fit. Defined in
-// interval_attention_wgmma.cu.
-bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* rows, int top_k, int levels,
-                        cudaStream_t stream);
+// topk_attention()'s select (its first `levels` passes, at most five) writing the rows' states
+// into `workspace` (topk_workspace_bytes()); false, launching nothing, where TMA cannot address q
+// or k or the tile list does not fit. Defined in interval_attention_wgmma.cu.
+bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* workspace, int capacity,
+                        int top_k, int levels, cudaStream_t stream);
 
 }  // namespace lcb::attn::cuda::detail

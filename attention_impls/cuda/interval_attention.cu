@@ -251,23 +251,36 @@ size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
   return interval_summary_bytes(batch, kv_heads, kv_len) + 16;  // the summaries, the work counter
 }
 
-size_t topk_workspace_bytes(int batch, int q_heads, int q_len) {
-  return static_cast<size_t>(batch) * q_heads * q_len * 4 * sizeof(uint32_t);
+int topk_capacity(int64_t rows) {
+  constexpr int64_t kBudget = int64_t{1} << 30;  // bytes of candidates
+  int capacity = 512;
+  while (capacity >= 32 && rows * capacity * static_cast<int64_t>(sizeof(uint32_t)) > kBudget) capacity /= 2;
+  return capacity >= 32 ? capacity : 0;
 }
 
-bool topk_select(const IntervalParams& p, int top_k, int levels, uint32_t* row_state, Dtype dtype, cudaStream_t stream) {
-  if (p.head_dim != 128 || p.block_sel != nullptr || p.row_state != nullptr || top_k < 1) return false;
+size_t topk_workspace_bytes(int batch, int q_heads, int q_len, int capacity) {
+  return static_cast<size_t>(batch) * q_heads * q_len * (4 + static_cast<size_t>(capacity)) * sizeof(uint32_t);
+}
+
+bool topk_select(const IntervalParams& p, int top_k, int levels, int capacity, uint32_t* workspace, Dtype dtype,
+                 cudaStream_t stream) {
+  if (p.head_dim != 128 || p.block_sel != nullptr || p.row_state != nullptr || top_k < 1 || capacity < 0 ||
+      capacity % 32 != 0 || capacity > 512) {
+    return false;
+  }
   if (p.q_len <= 0 || p.kv_len <= 0) return true;
   summarise(p, stream);
-  return launch_topk_select(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), row_state, top_k, levels, stream);
+  return launch_topk_select(p, dtype, reinterpret_cast<const int4*>(p.tile_summary), workspace, capacity, top_k, levels,
+                            stream);
 }
 
-bool topk_attention(const IntervalParams& p, int top_k, uint32_t* row_state, Dtype dtype, cudaStream_t stream) {
-  if (!topk_select(p, top_k, 5, row_state, dtype, stream)) return false;
+bool topk_attention(const IntervalParams& p, int top_k, int capacity, uint32_t* workspace, Dtype dtype,
+                    cudaStream_t stream) {
+  if (!topk_select(p, top_k, 5, capacity, workspace, dtype, stream)) return false;
   if (p.q_len <= 0 || p.kv_len <= 0) return true;
   const int4* summary = reinterpret_cast<const int4*>(p.tile_summary);
   IntervalParams a = p;
-  a.row_state = row_state;
+  a.row_state = workspace;  // the states lead the work space
   if (!launch_interval_wgmma(a, dtype, summary, WgmmaShape::kRows128Keys128, stream)) {
     throw std::logic_error("topk attention: the select ran but the attention kernel cannot take the same tensors");
   }

@@ -56,6 +56,15 @@ __device__ __forceinline__ void red_add_if(uint32_t* p, uint32_t v, bool pred) {
                "r"(static_cast<int>(pred))
                : "memory");
 }
+// Stores x's bits at *dst and steps dst on when lo <= x < end, without a branch.
+__device__ __forceinline__ void copy_if_within(uint32_t*& dst, float x, float lo, float end) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ge.f32 p, %1, %2;\nsetp.lt.and.f32 p, %1, %3, p;\n@p st.global.b32 [%0], %1;\n"
+      "@p add.u64 %0, %0, 4;\n}\n"
+      : "+l"(dst)
+      : "f"(x), "f"(lo), "f"(end)
+      : "memory");
+}
 // Returns once the phase of parity `parity` has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   uint32_t done = 0;
@@ -532,12 +541,19 @@ constexpr size_t topk_hist_bytes() {  // Q, the K stages, the histograms (exclud
 // counted in its row's histogram of 256 parts of the row's range, then one warp per row finds
 // the part holding its need-th largest and updates the state. With two consumer warpgroups the
 // counts are 16-bit, two to a word (rows of at most 65535 keys); with one, 32-bit.
+// Candidates: a row whose first-level range holds at most `capacity` scores gets that count as
+// its 4th word (open rows otherwise leave it 0); the second level then copies the scores' keys in
+// the range into the row's `capacity` words of `cand` instead of counting them, and
+// topk_finish_kernel completes its select from there.
+// The producer: as the attention kernel's (kProducerThreads), so that with two consumer
+// warpgroups setmaxnreg gives the consumers the registers of two score buffers.
 template <typename T, int kWG>
-__global__ void __launch_bounds__(128 * kWG + 32, 1)
+__global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
     topk_hist_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, uint4* __restrict__ rows,
-                     int level, int top_k, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk) {
+                     uint32_t* __restrict__ cand, int capacity, int level, int top_k,
+                     const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kBN = 128, kStages = kTopkStages, kBM = 64 * kWG, kThreads = 128 * kWG + 32;
+  constexpr int kBN = 128, kStages = kTopkStages, kBM = 64 * kWG, kThreads = 128 * kWG + kProducerThreads<kWG>;
   constexpr int kTileBytesQ = kBM * kD * 2, kTileBytesK = kBN * kD * 2, kSub = kBN / kSummaryKeys;
   constexpr bool kPacked = kWG == 2;
   constexpr int kStride = (kPacked ? 128 : 256) + 1;  // words per row, padded against bank conflicts
@@ -575,8 +591,8 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
   const int n_tiles = (n_sub + kSub - 1) / kSub;
   const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_sub;
-  const bool producer = warp == kWG * 4;
-  const bool loader = producer && lane == 0;
+  const bool producer = warp >= kWG * 4;
+  const bool loader = warp == kWG * 4 && lane == 0;  // the producer's working lane
   for (int i = tid; i < kBM * kStride; i += kThreads) hist[i] = 0u;
   if (loader) {
     mbar_init(&full_q, 1);
@@ -597,6 +613,7 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
   }
 
   if (producer) {
+    if constexpr (kProducerThreads<kWG> == 128) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
     if (loader) {
       for (int i = 0; i < count; ++i) {
         const int stage = i % kStages;
@@ -607,20 +624,44 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
     return;
   }
 
+  if constexpr (kProducerThreads<kWG> == 128) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
   const int wg = warp / 4, wq = warp % 4, g = lane / 4, tig = lane % 4;
   const int row_base = wg * 64 + wq * 16 + g;
   const int pos_base = q_first + row_base;
   const unsigned char* sq_wg = sq + wg * 64 * kRowBytes;
   uint32_t r_lo[2], r_width[2];  // a later level counts the keys in [lo, lo + width), in parts of 2^shift
   int r_shift[2];
-  bool r_open[2];
+  // Candidates (second level): a row's `capacity` words hold the four counts of the row's four
+  // lanes (each lane holds a quarter of every tile's scores of the row), then each lane's segment
+  // of seg_cap words. The lane copies the bits of its scores in [r_lo_x, r_end_x), the row's
+  // range as scores (NaN: a row that does not copy), as long as its segment has room.
+  const int seg_cap = (capacity - 4) / 4;
+  bool r_open[2], r_copy[2];
+  float r_lo_x[2], r_end_x[2];
+  uint32_t* r_cand[2];
+  int r_copied[2] = {0, 0};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const uint4 st = s_state[row_base + r * 8];
     r_open[r] = static_cast<int>(st.z) > 0;
+    r_copy[r] = level == 2 && r_open[r] && st.w != 0u;
+    r_lo_x[r] = r_copy[r] ? topk::score_of_key(st.x) : __int_as_float(0x7fffffff);
+    r_end_x[r] = r_copy[r] ? topk::score_of_key(st.x + st.y) : __int_as_float(0x7fffffff);
+    r_cand[r] = cand + (static_cast<int64_t>(b * p.q_heads + hq) * p.q_len + m0 + row_base + r * 8) * capacity;
     r_lo[r] = st.x;
     r_width[r] = r_open[r] ? st.y : 0u;
     r_shift[r] = topk::level_shift(st.y);
+  }
+  // A warp copies when all its open rows do; otherwise its rows with candidates count as the
+  // rest (their 4th word back to 0), since counting and copying together cost more than counting.
+  const bool copy_all = __all_sync(0xffffffffu, (r_copy[0] || !r_open[0]) && (r_copy[1] || !r_open[1])) &&
+                        __any_sync(0xffffffffu, r_copy[0] || r_copy[1]);
+  if (!copy_all) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      if (r_copy[r] && tig == 0) s_state[row_base + r * 8].w = 0u;  // read again after bar.sync 1
+      r_copy[r] = false;
+    }
   }
   // Part d of CTA row `row`; with 16-bit counts parts d and d + 128 share word d % 128 (far apart
   // in value, so that neighbouring common parts do not contend for one word).
@@ -673,17 +714,19 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
       }
     }
   };
-  // Counts tile i's scores: S = Q·K^T, then straight-line predicated counting. The visibility of
-  // the select is causal dense (key n visible from position n on; keys past the end lie past
-  // every position), applied arithmetically.
-  auto count_tile = [&](float(&sc)[kBN / 2], int i) {
+  // Rows of this warp that copy at the second level: all, none or some (warp-uniform).
+  // S = Q·K^T of tile i into sc, issued (one commit group).
+  auto issue_tile = [&](float(&sc)[kBN / 2], int i) {
     const int stage = i % kStages;
     mbar_wait(&full_k[stage], (i / kStages) & 1);
     wgmma_fence();
     issue_qk<T, kBN, kBM>(sc, sq_wg, sk + stage * kTileBytesK);
     wgmma_commit();
-    wgmma_wait_all();
-    mbar_arrive_if(&empty[i % kStages], lane == 0);  // the scores are in registers
+  };
+  // Counts tile i's scores, its GEMM waited for (its stage released): straight-line predicated
+  // counting. The visibility of the select is causal dense (key n visible from position n on;
+  // keys past the end lie past every position), applied arithmetically.
+  auto count_tile = [&](float(&sc)[kBN / 2], int i) {
     const int key0 = (s_list[i] & ~kMaskedTile) * kBN + tig * 2;
     // A later level: the scores in the row's range [lo, lo + width), by part.
     auto count_later = [&](auto full, auto branch) {
@@ -697,6 +740,40 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
             const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
             add_if(row_base + r * 8, branch, d < r_width[r] && visible,
                    [&, d] { return static_cast<int>(d >> r_shift[r]); });
+          }
+    };
+    // The second level, in a warp whose rows copy: the scores in the row's range (by float
+    // comparisons: x >= score_of_key(k) iff key(x) >= k), without a branch.
+    auto copy_later = [&](auto full) {
+      // Tiles every row sees whole, with room in every lane's segment for all its scores of the
+      // tile: the test and the store in one asm each, no check of the room per score.
+      if constexpr (decltype(full)::value) {
+        if (__all_sync(0xffffffffu, r_copied[0] + kBN / 4 <= seg_cap && r_copied[1] + kBN / 4 <= seg_cap)) {
+          uint32_t* dst[2];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) dst[r] = r_cand[r] + 4 + tig * seg_cap + r_copied[r];
+#pragma unroll
+          for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+              for (int c = 0; c < 2; ++c) copy_if_within(dst[r], sc[j * 4 + r * 2 + c], r_lo_x[r], r_end_x[r]);
+#pragma unroll
+          for (int r = 0; r < 2; ++r) r_copied[r] = static_cast<int>(dst[r] - (r_cand[r] + 4 + tig * seg_cap));
+          return;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const float x = sc[j * 4 + r * 2 + c];
+            const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
+            const bool in = x >= r_lo_x[r] && x < r_end_x[r] && visible;
+            if (in && r_copied[r] < seg_cap) r_cand[r][4 + tig * seg_cap + r_copied[r]] = __float_as_uint(x);
+            r_copied[r] += in;
           }
     };
     // Tiles every row sees whole (the list's non-negative entries) skip the causal test.
@@ -713,7 +790,11 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
               add_if(row_base + r * 8, std::false_type{}, visible && bin >= floor_bin[r], [bin] { return bin; });
             }
       } else if (level == 2) {
-        count_later(full, std::false_type{});
+        if (copy_all) {
+          copy_later(full);
+        } else {
+          count_later(full, std::false_type{});
+        }
       } else {
         count_later(full, std::true_type{});
       }
@@ -724,25 +805,72 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
       count(std::false_type{});
     }
   };
-  float s[kBN / 2];
   mbar_wait(&full_q, 0);
-  for (int i = 0; i < count; ++i) {
-    if (level == 1 && i > 0 && i % kFloorEvery == 0) raise_floors();
-    count_tile(s, i);
+  auto release = [&](int i) { mbar_arrive_if(&empty[i % kStages], lane == 0); };  // tile i's scores are in registers
+  if constexpr (kPacked) {
+    // Two score buffers: the GEMM of one tile runs while the other's scores are counted.
+    float sa[kBN / 2], sb[kBN / 2];
+    if (count > 0) {
+      issue_tile(sa, 0);
+      wgmma_wait_all();
+    }
+    for (int i = 0; i < count; i += 2) {
+      static_assert(kFloorEvery % 2 == 0, "floors are raised before even tiles");
+      if (level == 1 && i > 0 && i % kFloorEvery == 0) raise_floors();
+      release(i);
+      const bool odd = i + 1 < count;
+      if (odd) issue_tile(sb, i + 1);
+      count_tile(sa, i);
+      wgmma_wait_all();
+      if (odd) {
+        release(i + 1);
+        if (i + 2 < count) issue_tile(sa, i + 2);
+        count_tile(sb, i + 1);
+        wgmma_wait_all();
+      }
+    }
+  } else {  // 32-bit counts: the registers hold one tile's scores
+    float sa[kBN / 2];
+    for (int i = 0; i < count; ++i) {
+      if (level == 1 && i > 0 && i % kFloorEvery == 0) raise_floors();
+      issue_tile(sa, i);
+      wgmma_wait_all();
+      release(i);
+      count_tile(sa, i);
+    }
+  }
+  // Each lane's number of candidates; a row one of whose lanes ran out of room goes back to
+  // the histogram passes from its first-level range (its state with a 4th word of 0).
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    int most = r_copied[r];
+    most = max(most, __shfl_xor_sync(0xffffffffu, most, 1));  // the row's four lanes: tig 0 .. 3
+    most = max(most, __shfl_xor_sync(0xffffffffu, most, 2));
+    if (r_copy[r]) {
+      r_cand[r][tig] = static_cast<uint32_t>(r_copied[r]);
+      const uint4 st = s_state[row_base + r * 8];
+      if (tig == 0 && most > seg_cap) state[row_base + r * 8] = make_uint4(st.x, st.y, st.z, 0u);
+    }
   }
   asm volatile("bar.sync 1, %0;\n" ::"r"(kWG * 128) : "memory");  // the consumers' counts are complete
 
   for (int r = warp; r < kBM; r += kWG * 4) {
     const uint4 st = s_state[r];
     const int need = static_cast<int>(st.z);
-    if (need <= 0) continue;  // warp-uniform
+    if (need <= 0 || st.w != 0u) continue;  // warp-uniform; rows with candidates finish apart
     auto count_at = [&](int d) { return count_of(r, d); };
     const int2 pick = warp_pick_digit(count_at, need);
     if (lane == 0) {
       if (pick.x < 0) {  // cannot happen with identical scores; keep the whole range rather than guess
         state[r] = make_uint4(st.x, st.y, 0u, st.x);
       } else {
-        const topk::RowState n = topk::next_state(level, {st.x, st.y, st.z, st.w}, pick.x, pick.y, count_at);
+        topk::RowState n = topk::next_state(level, {st.x, st.y, st.z, st.w}, pick.x, pick.y, count_at);
+        // Candidates for a range of at most 2^24 keys (three later levels resolve it even if the
+        // copy runs out of room) that ends below 2^32 (so that its end is a score).
+        if (level == 1 && capacity >= 32 && n.need > 0 && n.width <= (1u << 24) && n.lo + n.width > n.lo) {
+          const uint32_t in_range = count_at(pick.x);
+          if (in_range <= static_cast<uint32_t>(capacity - 4)) n.bound = in_range;  // >= n.need > 0
+        }
         state[r] = make_uint4(n.lo, n.width, n.need, n.bound);
       }
     }
@@ -750,6 +878,61 @@ __global__ void __launch_bounds__(128 * kWG + 32, 1)
 #else
   __trap();  // built without sm_90a
 #endif
+}
+
+// The select of the rows with candidates after the second pass: one warp per row takes the
+// scores the pass copied (those in the row's first-level range, in four lanes' segments) into
+// registers and refines the range level by level exactly as the histogram passes would (the same
+// parts, the same topk::next_state), until the row is resolved.
+constexpr int kFinishWarps = 8;
+constexpr int kMaxCapacity = 512;
+
+__global__ void __launch_bounds__(32 * kFinishWarps)
+    topk_finish_kernel(uint4* __restrict__ rows, const uint32_t* __restrict__ cand, int capacity, int64_t n_rows) {
+  constexpr int kPerSegment = (kMaxCapacity / 4 + 31) / 32, kPerLane = 4 * kPerSegment;
+  __shared__ uint32_t s_hist[kFinishWarps][256];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kFinishWarps + warp;
+  if (row >= n_rows) return;  // warp-uniform; the warps never synchronise with each other
+  const uint4 st = rows[row];
+  if (static_cast<int>(st.z) <= 0 || st.w == 0u) return;
+  const uint32_t* mine = cand + row * capacity;
+  const int seg_cap = (capacity - 4) / 4;
+  uint32_t key[kPerLane], valid = 0u;
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const int n = min(static_cast<int>(mine[t]), seg_cap);
+#pragma unroll
+    for (int i = 0; i < kPerSegment; ++i) {
+      const int at = i * 32 + lane;
+      const bool ok = at < n;
+      key[t * kPerSegment + i] = ok ? topk::key(topk::float_of(mine[4 + t * seg_cap + at])) : 0u;
+      valid |= static_cast<uint32_t>(ok) << (t * kPerSegment + i);
+    }
+  }
+  uint32_t* hist = s_hist[warp];
+  auto count_at = [&](int d) { return hist[d]; };
+  topk::RowState s{st.x, st.y, st.z, 0u};
+  for (int level = 2; level <= topk::kLevels && s.need > 0; ++level) {
+#pragma unroll
+    for (int d = lane; d < 256; d += 32) hist[d] = 0u;
+    __syncwarp();
+    const int shift = topk::level_shift(s.width);
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const uint32_t d = key[i] - s.lo;
+      if (((valid >> i) & 1u) && d < s.width) atomicAdd(&hist[d >> shift], 1u);
+    }
+    __syncwarp();
+    const int2 pick = warp_pick_digit(count_at, static_cast<int>(s.need));
+    if (pick.x < 0) {  // as the histogram pass: keep the whole range rather than guess
+      s = topk::RowState{s.lo, s.width, 0u, s.lo};
+      break;
+    }
+    s = topk::next_state(level, s, pick.x, pick.y, count_at);
+    __syncwarp();  // the counts are read before the next level clears them
+  }
+  if (lane == 0) rows[row] = make_uint4(s.lo, s.width, s.need, s.bound);
 }
 
 // The driver's tensor-map encoder, through the runtime (no link against libcuda).
@@ -818,7 +1001,7 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
 }
 
 template <typename T, int kWG>
-bool launch_hist(const IntervalParams& p, const int4* summary, uint32_t* rows, int level, int top_k,
+bool launch_hist(const IntervalParams& p, const int4* summary, uint32_t* workspace, int capacity, int level, int top_k,
                  cudaStream_t stream) {
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap tq, tk;
@@ -832,8 +1015,16 @@ bool launch_hist(const IntervalParams& p, const int4* summary, uint32_t* rows, i
   auto* kernel = topk_hist_kernel<T, kWG>;
   allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, "top-k select shared memory attribute");
   const dim3 grid((p.q_len + 64 * kWG - 1) / (64 * kWG), p.q_heads, p.batch);
-  kernel<<<grid, 128 * kWG + 32, smem, stream>>>(p, summary, reinterpret_cast<uint4*>(rows), level, top_k, tq, tk);
+  const int64_t n_rows = static_cast<int64_t>(p.batch) * p.q_heads * p.q_len;
+  kernel<<<grid, 128 * kWG + kProducerThreads<kWG>, smem, stream>>>(p, summary, reinterpret_cast<uint4*>(workspace), workspace + n_rows * 4,
+                                                  capacity, level, top_k, tq, tk);
   check(cudaGetLastError(), "top-k select launch");
+  if (level == 2 && capacity > 0) {
+    const auto blocks = static_cast<unsigned>((n_rows + kFinishWarps - 1) / kFinishWarps);
+    topk_finish_kernel<<<blocks, 32 * kFinishWarps, 0, stream>>>(reinterpret_cast<uint4*>(workspace),
+                                                                  workspace + n_rows * 4, capacity, n_rows);
+    check(cudaGetLastError(), "top-k candidates launch");
+  }
   return true;
 }
 
@@ -858,16 +1049,18 @@ bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* sum
   return false;
 }
 
-bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* rows, int top_k, int levels,
-                        cudaStream_t stream) {
+bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* workspace, int capacity,
+                        int top_k, int levels, cudaStream_t stream) {
+  if (capacity < 0 || capacity > kMaxCapacity || capacity % 32 != 0) return false;
   // Rows see at most q_pos0 + q_len keys: with at most 65535, 16-bit counts and 128-row tiles.
   const bool packed = static_cast<int64_t>(p.q_pos0) + p.q_len <= 65535;
   const bool bf16 = dtype == Dtype::kBFloat16;
   for (int level = 1; level <= min(levels, topk::kLevels); ++level) {
-    const bool ok = packed ? (bf16 ? launch_hist<__nv_bfloat16, 2>(p, summary, rows, level, top_k, stream)
-                                   : launch_hist<__half, 2>(p, summary, rows, level, top_k, stream))
-                           : (bf16 ? launch_hist<__nv_bfloat16, 1>(p, summary, rows, level, top_k, stream)
-                                   : launch_hist<__half, 1>(p, summary, rows, level, top_k, stream));
+    const bool ok =
+        packed ? (bf16 ? launch_hist<__nv_bfloat16, 2>(p, summary, workspace, capacity, level, top_k, stream)
+                       : launch_hist<__half, 2>(p, summary, workspace, capacity, level, top_k, stream))
+               : (bf16 ? launch_hist<__nv_bfloat16, 1>(p, summary, workspace, capacity, level, top_k, stream)
+                       : launch_hist<__half, 1>(p, summary, workspace, capacity, level, top_k, stream));
     if (!ok) return false;  // only at the first level: the maps and sizes do not change
   }
   return true;

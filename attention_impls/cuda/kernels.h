@@ -68,18 +68,25 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
 // Exact top-k attention (topk:k=K, DESIGN.md §3) on the causal keys: the query at position p
 // keeps the top_k largest raw scores q·k among keys 0 .. p (all of them when there are at most
 // top_k). p's lo / hi must describe causal dense visibility (lo[n] = n, hi = kNever). A radix
-// select finds each row's top_k-th score: up to five passes recompute q·K^T on the tensor cores,
-// the first histogramming every row's scores into 256 ranges, the later ones refining the range
-// that holds the top_k-th (a CTA whose rows are all resolved stops at once); then the interval
-// kernel attends with the per-row bounds. Scores are bit-identical across the passes (same
+// select finds each row's top_k-th score: the first pass recomputes q·K^T on the tensor cores and
+// histograms every row's scores into 256 ranges; the second recomputes it and copies the scores
+// of the range that holds the top_k-th into the row's candidates, where a warp finishes the
+// select (rows whose range holds more than `capacity` scores refine it by histogram, in up to
+// three more passes; a CTA whose rows are all resolved stops at once); then the interval kernel
+// attends with the per-row bounds. Scores are bit-identical across the passes (same
 // instructions), so the kept set is exact; keys tied with the top_k-th score are all kept.
-// row_state: topk_workspace_bytes(). Returns false, computing nothing, where it cannot run (head
-// dim other than 128, a tensor TMA cannot address, over a million keys).
-size_t topk_workspace_bytes(int batch, int q_heads, int q_len);
-bool topk_attention(const IntervalParams& p, int top_k, uint32_t* row_state, Dtype dtype, cudaStream_t stream);
-// The select alone, its first `levels` passes (1 to 5): row_state as topk_attention() leaves it
-// (per row: range lo, width, still needed, bound), for timing the stages and for tests.
-bool topk_select(const IntervalParams& p, int top_k, int levels, uint32_t* row_state, Dtype dtype, cudaStream_t stream);
+// workspace: topk_workspace_bytes(), per row of [B, Hq, Lq] its state (4 words: range lo, width,
+// still needed, bound), then per row `capacity` candidate words. Returns false, computing
+// nothing, where it cannot run (head dim other than 128, a tensor TMA cannot address, over a
+// million keys).
+int topk_capacity(int64_t rows);  // 512 per row, halved until the candidates fit 1 GiB (0 below 32)
+size_t topk_workspace_bytes(int batch, int q_heads, int q_len, int capacity);
+bool topk_attention(const IntervalParams& p, int top_k, int capacity, uint32_t* workspace, Dtype dtype,
+                    cudaStream_t stream);
+// The select alone, its first `levels` passes (1 to 5): the rows' states as topk_attention()
+// leaves them, for timing the stages and for tests.
+bool topk_select(const IntervalParams& p, int top_k, int levels, int capacity, uint32_t* workspace, Dtype dtype,
+                 cudaStream_t stream);
 
 // One query per (batch, query head) against keys that are all visible, held in up to four
 // segments per (batch, kv head) (DGA's cache: focal, aggregates, raw tail, the new token).
