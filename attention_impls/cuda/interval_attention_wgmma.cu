@@ -128,6 +128,18 @@ __device__ __forceinline__ void issue_qk(float* s, const unsigned char* sq_wg, c
   }
 }
 
+// Calls f(x, r, col) for each score of this thread in an m64nNk16 accumulator tile: x the score
+// (by reference), r its row (0: the thread's row g, 1: g + 8), col its column less 2·tig.
+template <int kN, typename F>
+__device__ __forceinline__ void for_each_score(float* s, F&& f) {
+#pragma unroll
+  for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) f(s[j * 4 + r * 2 + c], r, j * 8 + c);
+}
+
 // O += P V over kN keys from key k0 of a tile of kBN (issued, not waited for). V is an MN-major B
 // operand: 64-column halves of the head dim kBN rows apart (LBO), 8-key groups 1024 B apart (SBO).
 template <typename T, int kBN, int kN = kBN>
@@ -449,17 +461,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
         mask_tile_by<kN>(s, key0 + k0, [buf](int k) { return buf[k]; }, qt.q_first + row_base, selection(qt),
                          p.sel_stride_q, q_end, tig);
       }
-      if constexpr (kThr) {
-#pragma unroll
-        for (int j = 0; j < kN / 8; ++j)
-#pragma unroll
-          for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              float& x = s[j * 4 + r * 2 + c];
-              x = x < thr[r] ? -INFINITY : x;
-            }
-      }
+      if constexpr (kThr) for_each_score<kN>(s, [&](float& x, int r, int) { x = x < thr[r] ? -INFINITY : x; });
       // Lazy maxima: most tiles move no row's maximum, and then no row of the warp needs rescaling.
       const bool moved = softmax_tile<kN, true>(s, row_max, row_sum, corr, scale_log2);
       pack_p<T, kN>(s, pa);
@@ -730,17 +732,11 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
     const int key0 = (s_list[i] & ~kMaskedTile) * kBN + tig * 2;
     // A later level: the scores in the row's range [lo, lo + width), by part.
     auto count_later = [&](auto full, auto branch) {
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const uint32_t d = topk::key(sc[j * 4 + r * 2 + c]) - r_lo[r];
-            const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
-            add_if(row_base + r * 8, branch, d < r_width[r] && visible,
-                   [&, d] { return static_cast<int>(d >> r_shift[r]); });
-          }
+      for_each_score<kBN>(sc, [&](float x, int r, int col) {
+        const uint32_t d = topk::key(x) - r_lo[r];
+        const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
+        add_if(row_base + r * 8, branch, d < r_width[r] && visible, [&, d] { return static_cast<int>(d >> r_shift[r]); });
+      });
     };
     // The second level, in a warp whose rows copy: the scores in the row's range (by float
     // comparisons: x >= score_of_key(k) iff key(x) >= k), without a branch.
@@ -752,43 +748,27 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
           uint32_t* dst[2];
 #pragma unroll
           for (int r = 0; r < 2; ++r) dst[r] = r_cand[r] + 4 + tig * seg_cap + r_copied[r];
-#pragma unroll
-          for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-#pragma unroll
-              for (int c = 0; c < 2; ++c) copy_if_within(dst[r], sc[j * 4 + r * 2 + c], r_lo_x[r], r_end_x[r]);
+          for_each_score<kBN>(sc, [&](float x, int r, int) { copy_if_within(dst[r], x, r_lo_x[r], r_end_x[r]); });
 #pragma unroll
           for (int r = 0; r < 2; ++r) r_copied[r] = static_cast<int>(dst[r] - (r_cand[r] + 4 + tig * seg_cap));
           return;
         }
       }
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float x = sc[j * 4 + r * 2 + c];
-            const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
-            const bool in = x >= r_lo_x[r] && x < r_end_x[r] && visible;
-            if (in && r_copied[r] < seg_cap) r_cand[r][4 + tig * seg_cap + r_copied[r]] = __float_as_uint(x);
-            r_copied[r] += in;
-          }
+      for_each_score<kBN>(sc, [&](float x, int r, int col) {
+        const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
+        const bool in = x >= r_lo_x[r] && x < r_end_x[r] && visible;
+        if (in && r_copied[r] < seg_cap) r_cand[r][4 + tig * seg_cap + r_copied[r]] = __float_as_uint(x);
+        r_copied[r] += in;
+      });
     };
     // Tiles every row sees whole (the list's non-negative entries) skip the causal test.
     auto count = [&](auto full) {
       if (level == 1) {
-#pragma unroll
-        for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-          for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int bin = topk::first_level_bin(sc[j * 4 + r * 2 + c] + 0.0f);
-              const bool visible = decltype(full)::value || key0 + j * 8 + c <= pos_base + r * 8;
-              add_if(row_base + r * 8, std::false_type{}, visible && bin >= floor_bin[r], [bin] { return bin; });
-            }
+        for_each_score<kBN>(sc, [&](float x, int r, int col) {
+          const int bin = topk::first_level_bin(x + 0.0f);
+          const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
+          add_if(row_base + r * 8, std::false_type{}, visible && bin >= floor_bin[r], [bin] { return bin; });
+        });
       } else if (level == 2) {
         if (copy_all) {
           copy_later(full);
