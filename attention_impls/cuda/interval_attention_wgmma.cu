@@ -543,10 +543,10 @@ constexpr size_t topk_hist_bytes() {  // Q, the K stages, the histograms (exclud
 // counted in its row's histogram of 256 parts of the row's range, then one warp per row finds
 // the part holding its need-th largest and updates the state. With two consumer warpgroups the
 // counts are 16-bit, two to a word (rows of at most 65535 keys); with one, 32-bit.
-// Candidates: a row whose first-level range holds at most `capacity` scores gets that count as
-// its 4th word (open rows otherwise leave it 0); the second level then copies the scores' keys in
-// the range into the row's `capacity` words of `cand` instead of counting them, and
-// topk_finish_kernel completes its select from there.
+// Candidates: a row whose first-level range holds at most capacity - 4 scores gets that count
+// as its 4th word (open rows otherwise leave it 0); the second level then copies the bits of
+// those scores into the row's `capacity` words of `cand` instead of counting them (in warps whose
+// open rows all copy), and topk_finish_kernel completes its select from there.
 // The producer: as the attention kernel's (kProducerThreads), so that with two consumer
 // warpgroups setmaxnreg gives the consumers the registers of two score buffers.
 template <typename T, int kWG>
@@ -716,7 +716,6 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
       }
     }
   };
-  // Rows of this warp that copy at the second level: all, none or some (warp-uniform).
   // S = Q·K^T of tile i into sc, issued (one commit group).
   auto issue_tile = [&](float(&sc)[kBN / 2], int i) {
     const int stage = i % kStages;

@@ -71,8 +71,9 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
 // select finds each row's top_k-th score: the first pass recomputes q·K^T on the tensor cores and
 // histograms every row's scores into 256 ranges; the second recomputes it and copies the scores
 // of the range that holds the top_k-th into the row's candidates, where a warp finishes the
-// select (rows whose range holds more than `capacity` scores refine it by histogram, in up to
-// three more passes; a CTA whose rows are all resolved stops at once); then the interval kernel
+// select (rows whose range holds more than capacity - 4 scores, or that share a warp with such a
+// row, refine it by histogram, in up to three more passes; a CTA whose rows are all resolved
+// stops at once); then the interval kernel
 // attends with the per-row bounds. Scores are bit-identical across the passes (same
 // instructions), so the kept set is exact; keys tied with the top_k-th score are all kept.
 // workspace: topk_workspace_bytes(), per row of [B, Hq, Lq] its state (4 words: range lo, width,
