@@ -113,6 +113,21 @@ TEST(TopKSelect, LevelShiftSplitsARangeIntoAtMost256Parts) {
     }
     EXPECT_LE(level, tk::kLevels) << "range " << bin;
   }
+  // A row gets candidates only for a first-level range of at most 2^24 keys: if its copy runs out
+  // of room, levels 3 .. kLevels refine that range again, and must reach one key. 2^24 is the
+  // widest range they can.
+  auto splits = [](uint32_t w) {
+    int n = 0;
+    while (w > 1) {
+      w = std::min<uint64_t>(uint64_t{1} << tk::level_shift(w), w);
+      ++n;
+    }
+    return n;
+  };
+  for (uint32_t w : {1u << 24, (1u << 24) - 1, (1u << 20) + 3, 257u, 2u}) {
+    EXPECT_LE(splits(w), tk::kLevels - 2) << "width " << w;
+  }
+  EXPECT_GT(splits((1u << 24) + 1), tk::kLevels - 2);
 }
 
 // The select on one row, level by level as the kernel runs it: counts of the open range's 256
