@@ -351,9 +351,9 @@ at::Tensor topk_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
 
 at::Tensor topk_select(const at::Tensor& q, const at::Tensor& k, int64_t top_k, int64_t levels, int64_t capacity) {
   if (levels < 1 || levels > 5) throw std::invalid_argument("fast::topk_select: levels must be 1 to 5");
-  if (capacity > 512 || (capacity >= 0 && capacity % 32 != 0)) {
-    throw std::invalid_argument("fast::topk_select: capacity must be -1 (the default) or a multiple of 32 up to 512, not " +
-                                std::to_string(capacity));
+  if (capacity > cuda::kTopkMaxCapacity || (capacity >= 0 && capacity % 32 != 0)) {
+    throw std::invalid_argument("fast::topk_select: capacity must be -1 (the default) or a multiple of 32 up to " +
+                                std::to_string(cuda::kTopkMaxCapacity) + ", not " + std::to_string(capacity));
   }
   at::Tensor out, state;
   if (!run_topk(q, k, k, top_k, 1.0, static_cast<int>(levels), capacity, &out, &state)) {

@@ -253,7 +253,7 @@ size_t interval_workspace_bytes(int batch, int kv_heads, int kv_len) {
 
 int topk_capacity(int64_t rows) {
   constexpr int64_t kBudget = int64_t{1} << 30;  // bytes of candidates
-  int capacity = 512;
+  int capacity = kTopkMaxCapacity;
   while (capacity >= 32 && rows * capacity * static_cast<int64_t>(sizeof(uint32_t)) > kBudget) capacity /= 2;
   return capacity >= 32 ? capacity : 0;
 }
@@ -265,7 +265,7 @@ size_t topk_workspace_bytes(int batch, int q_heads, int q_len, int capacity) {
 bool topk_select(const IntervalParams& p, int top_k, int levels, int capacity, uint32_t* workspace, Dtype dtype,
                  cudaStream_t stream) {
   if (p.head_dim != 128 || p.block_sel != nullptr || p.row_state != nullptr || top_k < 1 || capacity < 0 ||
-      capacity % 32 != 0 || capacity > 512) {
+      capacity % 32 != 0 || capacity > kTopkMaxCapacity) {
     return false;
   }
   if (p.q_len <= 0 || p.kv_len <= 0) return true;

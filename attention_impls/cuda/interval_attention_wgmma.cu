@@ -31,6 +31,9 @@ namespace {
 constexpr int kD = 128;
 constexpr int kSummaryKeys = 64;  // keys per summarised tile (and per topk_block selection block)
 constexpr int kRowBytes = 128;    // one swizzled half-row
+// Exact top-k's candidates of a row (`capacity` words): the counts of the row's four lanes, then
+// each lane's segment of this many words.
+__host__ __device__ constexpr int candidate_segment(int capacity) { return (capacity - 4) / 4; }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // mbarrier and TMA (cp.async.bulk.tensor) primitives.
@@ -633,11 +636,10 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
   const unsigned char* sq_wg = sq + wg * 64 * kRowBytes;
   uint32_t r_lo[2], r_width[2];  // a later level counts the keys in [lo, lo + width), in parts of 2^shift
   int r_shift[2];
-  // Candidates (second level): a row's `capacity` words hold the four counts of the row's four
-  // lanes (each lane holds a quarter of every tile's scores of the row), then each lane's segment
-  // of seg_cap words. The lane copies the bits of its scores in [r_lo_x, r_end_x), the row's
-  // range as scores (NaN: a row that does not copy), as long as its segment has room.
-  const int seg_cap = (capacity - 4) / 4;
+  // Candidates (second level, candidate_segment()): each lane holds a quarter of every tile's
+  // scores of its rows and copies the bits of those in [r_lo_x, r_end_x), the row's range as
+  // scores (NaN: a row that does not copy), into its segment as long as it has room.
+  const int seg_cap = candidate_segment(capacity);
   bool r_open[2], r_copy[2];
   float r_lo_x[2], r_end_x[2];
   uint32_t* r_cand[2];
@@ -864,11 +866,10 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
 // registers and refines the range level by level exactly as the histogram passes would (the same
 // parts, the same topk::next_state), until the row is resolved.
 constexpr int kFinishWarps = 8;
-constexpr int kMaxCapacity = 512;
 
 __global__ void __launch_bounds__(32 * kFinishWarps)
     topk_finish_kernel(uint4* __restrict__ rows, const uint32_t* __restrict__ cand, int capacity, int64_t n_rows) {
-  constexpr int kPerSegment = (kMaxCapacity / 4 + 31) / 32, kPerLane = 4 * kPerSegment;
+  constexpr int kPerSegment = (candidate_segment(kTopkMaxCapacity) + 31) / 32, kPerLane = 4 * kPerSegment;
   __shared__ uint32_t s_hist[kFinishWarps][256];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kFinishWarps + warp;
@@ -876,7 +877,7 @@ __global__ void __launch_bounds__(32 * kFinishWarps)
   const uint4 st = rows[row];
   if (static_cast<int>(st.z) <= 0 || st.w == 0u) return;
   const uint32_t* mine = cand + row * capacity;
-  const int seg_cap = (capacity - 4) / 4;
+  const int seg_cap = candidate_segment(capacity);
   uint32_t key[kPerLane], valid = 0u;
 #pragma unroll
   for (int t = 0; t < 4; ++t) {
@@ -1030,7 +1031,6 @@ bool launch_interval_wgmma(const IntervalParams& p, Dtype dtype, const int4* sum
 
 bool launch_topk_select(const IntervalParams& p, Dtype dtype, const int4* summary, uint32_t* workspace, int capacity,
                         int top_k, int levels, cudaStream_t stream) {
-  if (capacity < 0 || capacity > kMaxCapacity || capacity % 32 != 0) return false;
   // Rows see at most q_pos0 + q_len keys: with at most 65535, 16-bit counts and 128-row tiles.
   const bool packed = static_cast<int64_t>(p.q_pos0) + p.q_len <= 65535;
   const bool bf16 = dtype == Dtype::kBFloat16;

@@ -73,14 +73,16 @@ void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t strea
 // of the range that holds the top_k-th into the row's candidates, where a warp finishes the
 // select (rows whose range holds more than capacity - 4 scores, or that share a warp with such a
 // row, refine it by histogram, in up to three more passes; a CTA whose rows are all resolved
-// stops at once); then the interval kernel
-// attends with the per-row bounds. Scores are bit-identical across the passes (same
-// instructions), so the kept set is exact; keys tied with the top_k-th score are all kept.
+// stops at once); then the interval kernel attends with the per-row bounds. Scores are
+// bit-identical across the passes (same instructions), so the kept set is exact; keys tied with
+// the top_k-th score are all kept.
 // workspace: topk_workspace_bytes(), per row of [B, Hq, Lq] its state (4 words: range lo, width,
-// still needed, bound), then per row `capacity` candidate words. Returns false, computing
+// still needed, bound), then per row `capacity` candidate words (a multiple of 32, at most
+// kTopkMaxCapacity; 0: the histogram passes alone). Returns false, computing
 // nothing, where it cannot run (head dim other than 128, a tensor TMA cannot address, over a
 // million keys).
-int topk_capacity(int64_t rows);  // 512 per row, halved until the candidates fit 1 GiB (0 below 32)
+constexpr int kTopkMaxCapacity = 512;
+int topk_capacity(int64_t rows);  // kTopkMaxCapacity per row, halved until the candidates fit 1 GiB (0 below 32)
 size_t topk_workspace_bytes(int batch, int q_heads, int q_len, int capacity);
 bool topk_attention(const IntervalParams& p, int top_k, int capacity, uint32_t* workspace, Dtype dtype,
                     cudaStream_t stream);
