@@ -97,15 +97,20 @@ class Dga final : public Attention {
   }
 
   // The DGA layout of a prefill: compressed keys/values with intervals [focal ; aggregates ; raw
-  // non-focal] (on the CUDA fast path focal and aggregates merged in order of lo), and where the
-  // raw rows came from.
+  // non-focal], and where the raw rows came from. On the CUDA fast path focal and aggregates are
+  // merged in order of lo and padded to `split` rows, and the raw rows are k / v themselves (k2 /
+  // v2, interval_attention()'s second source): lo / hi then give position j's interval at split + j
+  // (never for focal positions).
   struct Layout {
     at::Tensor keys, values;  // [B, Hkv, N, D]
-    at::Tensor lo, hi;        // [B, Hkv, N]
+    at::Tensor lo, hi;        // [B, Hkv, N] (fast path: [B, Hkv, split + L])
+    at::Tensor k2, v2;        // fast path only: the input's k / v
+    int64_t split = 0;
     at::Tensor seen_pairs;    // kernels only: int64 [1], seen_by_key()'s sum, counted by the layout kernel
     at::Tensor nonfocal_pos;  // [B, Hkv, raw]: the position of each raw row
     int64_t focal = 0, groups = 0, raw = 0;
-    // Decode cache pieces.
+    // Decode cache pieces (the fast path leaves tail_k / tail_v to forward(): rows of k2 / v2 at
+    // tail_pos, gathered only when a cache is wanted).
     at::Tensor focal_k, focal_v, agg_k, agg_v, tail_k, tail_v, tail_pos;
   };
 
@@ -149,12 +154,15 @@ class Dga final : public Attention {
     lay.nonfocal_pos = nonfocal_pos;
     lay.tail_pos = nonfocal_pos.narrow(-1, G * m_, T);  // the short final group: the decode cache's raw tail
 
-    if (kernels) {  // 3-5 on the GPU: aggregates, focal and raw rows, intervals (int32, INT32_MAX: never)
+    if (kernels) {  // 3-5 on the GPU: aggregates, focal rows, intervals (int32, INT32_MAX: never)
       fast::DgaLayout out = fast::dga_layout(q.detach(), k.detach(), v.detach(), order, F, m_, scale);
       lay.keys = out.keys;
       lay.values = out.values;
       lay.lo = out.lo;
       lay.hi = out.hi;
+      lay.k2 = k.detach();
+      lay.v2 = v.detach();
+      lay.split = out.keys.size(2);
       lay.seen_pairs = out.seen_pairs;
       // Views into the layout (forward() copies them for a decode cache). Focal rows and aggregates
       // come merged in order of lo here; the decode cache attends to both alike, so they go to it
@@ -163,8 +171,6 @@ class Dga final : public Attention {
       lay.focal_v = lay.values.narrow(2, 0, F + G);
       lay.agg_k = lay.keys.narrow(2, F + G, 0);
       lay.agg_v = lay.values.narrow(2, F + G, 0);
-      lay.tail_k = lay.keys.narrow(2, F + G + G * m_, T);
-      lay.tail_v = lay.values.narrow(2, F + G + G * m_, T);
       return lay;
     }
 
@@ -229,7 +235,8 @@ class Dga final : public Attention {
     Output o;
     if (fast_path) {
       o.backend = "cuda-interval";
-      o.out = fast::interval_attention(q, lay.keys, lay.values, lay.lo, lay.hi, 0, scale, {}, rows_per_cta(s.kv_len));
+      o.out = fast::interval_attention(q, lay.keys, lay.values, lay.lo, lay.hi, 0, scale, {}, rows_per_cta(s.kv_len),
+                                       lay.k2, lay.v2);
     } else {
       o.backend = "reference";
       o.out = ref::masked_attention(q, lay.keys, lay.values, scale, opts.chunk_rows,
@@ -242,8 +249,12 @@ class Dga final : public Attention {
       // Individual visibility of each original token: focal [j, ∞), raw [j, e_g) (∞ in the short group).
       const auto lopt = lay.nonfocal_pos.options();
       const at::Tensor kept_lo = at::arange(s.kv_len, lopt).view({1, 1, s.kv_len}).expand({s.batch, s.kv_heads, s.kv_len});
-      const at::Tensor kept_hi = at::full({s.batch, s.kv_heads, s.kv_len}, kNever, lopt)
-                                     .scatter(-1, lay.nonfocal_pos, lay.hi.narrow(-1, lay.focal + lay.groups, lay.raw).to(at::kLong));
+      // The raw intervals' ends at the non-focal positions (on the fast path the raw intervals are
+      // per position already).
+      const at::Tensor raw_hi =
+          lay.k2.defined() ? lay.hi.narrow(-1, lay.split, s.kv_len).to(at::kLong).gather(-1, lay.nonfocal_pos)
+                           : lay.hi.narrow(-1, lay.focal + lay.groups, lay.raw).to(at::kLong);
+      const at::Tensor kept_hi = at::full({s.batch, s.kv_heads, s.kv_len}, kNever, lopt).scatter(-1, lay.nonfocal_pos, raw_hi);
       o.mass_recall = ref::mass_recall(q, k, scale, opts.chunk_rows, [&](int64_t r0, int64_t rows, const at::Tensor&) {
         const at::Tensor pos = ref::query_positions(s.q_len, s.kv_len, r0, rows, q.device());
         return ref::interval_mask(kept_lo, kept_hi, pos, groups);
@@ -252,11 +263,13 @@ class Dga final : public Attention {
     o.cost = layout_cost(s, lay, seen_pairs.get());
     if (cache) {
       auto c = std::make_unique<DgaCache>();
-      // On the fast path these are views into the whole layout: copies keep only the cache.
+      // On the fast path focal and aggregates are views into the layout (copies keep only the
+      // cache), and the raw tail is gathered here from k / v, where the layout left it.
       auto own = [fast_path](const at::Tensor& t) { return fast_path ? t.clone() : t; };
       c->focal = GrowingRows(own(lay.focal_k), own(lay.focal_v));
       c->agg = GrowingRows(own(lay.agg_k), own(lay.agg_v));
-      c->tail = GrowingRows(own(lay.tail_k), own(lay.tail_v));
+      c->tail = fast_path ? GrowingRows(gather_rows(k, lay.tail_pos), gather_rows(v, lay.tail_pos))
+                          : GrowingRows(lay.tail_k, lay.tail_v);
       c->seen = s.kv_len;
       *cache = std::move(c);
     }
@@ -361,7 +374,7 @@ DgaPlan dga_plan(const Attention& impl, const at::Tensor& q, const at::Tensor& k
   if (dga == nullptr) throw std::invalid_argument("dga_plan: " + impl.spec() + " is not a dga implementation");
   at::NoGradGuard no_grad;
   auto lay = dga->build_layout(q, k, v, scale, /*kernels=*/fast::reason_not(q, k, v, {}).empty());
-  return {lay.keys, lay.values, lay.lo, lay.hi, rows_per_cta(k.size(2))};
+  return {lay.keys, lay.values, lay.lo, lay.hi, lay.k2, lay.v2, rows_per_cta(k.size(2))};
 }
 
 RegistryEntry dga_entry() {

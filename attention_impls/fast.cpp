@@ -39,7 +39,8 @@ std::string reason_not_decode(const at::Tensor&, const at::Tensor&, const at::Te
 }
 
 at::Tensor interval_attention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                              const at::Tensor&, int64_t, double, const at::Tensor&, int64_t) {
+                              const at::Tensor&, int64_t, double, const at::Tensor&, int64_t, const at::Tensor&,
+                              const at::Tensor&) {
   throw std::logic_error("fast::interval_attention: this build has no CUDA kernels");
 }
 
@@ -266,9 +267,9 @@ cuda::IntervalParams interval_params(const at::Tensor& q, const at::Tensor& k, c
   return p;
 }
 
-at::Tensor interval_workspace(const at::Tensor& q, const at::Tensor& k) {
+at::Tensor interval_workspace(const at::Tensor& q, const at::Tensor& k, int64_t n_keys) {
   const int64_t bytes = static_cast<int64_t>(cuda::interval_workspace_bytes(
-      static_cast<int>(k.size(0)), static_cast<int>(k.size(1)), static_cast<int>(k.size(2))));
+      static_cast<int>(k.size(0)), static_cast<int>(k.size(1)), static_cast<int>(n_keys)));
   return at::empty({bytes}, q.options().dtype(at::kByte));
 }
 
@@ -276,13 +277,38 @@ at::Tensor interval_workspace(const at::Tensor& q, const at::Tensor& k) {
 
 at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& lo,
                               const at::Tensor& hi, int64_t q_pos0, double scale, const at::Tensor& block_sel,
-                              int64_t rows_per_cta) {
+                              int64_t rows_per_cta, const at::Tensor& k2_in, const at::Tensor& v2_in) {
   const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
-  const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N = k.size(2);
+  const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), N1 = k.size(2);
+  const bool two = k2_in.defined() || v2_in.defined();
+  at::Tensor k2, v2;
+  if (two) {
+    if (!k2_in.defined() || !v2_in.defined() || k2_in.dim() != 4 || k2_in.sizes() != v2_in.sizes() ||
+        k2_in.size(0) != B || k2_in.size(1) != Hkv || k2_in.size(3) != D || k2_in.scalar_type() != k.scalar_type() ||
+        v2_in.scalar_type() != k.scalar_type()) {
+      throw std::invalid_argument("fast::interval_attention: k2 and v2 must both be given, [B, Hkv, N2, D] like k in "
+                                  "every other dimension and dtype");
+    }
+    if (N1 % 128 != 0) {
+      throw std::invalid_argument("fast::interval_attention: with k2, k's rows (" + std::to_string(N1) +
+                                  ") must be a multiple of 128");
+    }
+    k2 = kernel_layout(k2_in);
+    v2 = kernel_layout(v2_in);
+  }
+  const int64_t N = N1 + (two ? k2.size(2) : 0);
   const at::Tensor lo32 = interval_ends(lo, B, Hkv, N), hi32 = interval_ends(hi, B, Hkv, N);
   at::Tensor out = at::empty({B, Hq, Lq, D}, q.options());
-  const at::Tensor ws = interval_workspace(q, k);
+  const at::Tensor ws = interval_workspace(q, k, N);
   cuda::IntervalParams p = interval_params(q, k, v, out, lo32, hi32, q_pos0, scale, ws);
+  p.kv_len = static_cast<int>(N);
+  if (two) {
+    p.k2 = k2.data_ptr();
+    p.v2 = v2.data_ptr();
+    p.k2_st = strides_of(k2);
+    p.v2_st = strides_of(v2);
+    p.split = static_cast<int>(N1);
+  }
   if (rows_per_cta != 0 && rows_per_cta != 64 && rows_per_cta != 128) {
     throw std::invalid_argument("fast::interval_attention: rows_per_cta " + std::to_string(rows_per_cta) +
                                 " (accepted: 0 for the default, 64, 128)");
@@ -329,7 +355,7 @@ bool run_topk(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& 
   const at::Tensor lo32 = at::arange(N, iopt).expand({B, Hkv, N});
   const at::Tensor hi32 = at::full({N}, std::numeric_limits<int32_t>::max(), iopt).expand({B, Hkv, N});
   *out = at::empty({B, Hq, Lq, D}, q.options());
-  const at::Tensor ws = interval_workspace(q, k);
+  const at::Tensor ws = interval_workspace(q, k, N);
   const cuda::IntervalParams p = interval_params(q, k, v, *out, lo32, hi32, N - Lq, scale, ws);
   const int cap = capacity < 0 ? cuda::topk_capacity(B * Hq * Lq) : static_cast<int>(capacity);
   const size_t words = cuda::topk_workspace_bytes(B, Hq, Lq, cap) / sizeof(uint32_t);
@@ -549,10 +575,9 @@ namespace {
 // Launches the group aggregation of `positions` [B, Hkv, G, m] into rows row0 .. row0 + G - 1 of
 // out_k / out_v [B, Hkv, rows, D]; `merged` (dga_layout()'s, positions the first G·m non-focal
 // positions of its order): aggregate g goes instead to its row among the focal positions, merged
-// in order of position, and the members go to the raw rows from raw_row0 on.
+// in order of position.
 void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
-                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0, bool merged = false,
-                          int64_t raw_row0 = 0) {
+                          double scale, at::Tensor& out_k, at::Tensor& out_v, int64_t row0, bool merged = false) {
   const int64_t B = k.size(0), Hkv = k.size(1), G = positions.size(2), D = k.size(3), m = positions.size(3);
   // Read in place when each (b, kv head)'s groups are contiguous (dga_layout()'s view of its order).
   const bool in_place = positions.scalar_type() == at::kLong && positions.stride(3) == 1 && positions.stride(2) == m &&
@@ -579,7 +604,6 @@ void launch_dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Te
   p.m = static_cast<int>(m);
   p.scale = static_cast<float>(scale);
   p.merged = merged;
-  p.raw_row0 = static_cast<int>(raw_row0);
   cuda::dga_aggregate(p, kernel_dtype(q), at::cuda::getCurrentCUDAStream());
 }
 
@@ -598,19 +622,19 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
                      int64_t focal, int64_t m, double scale) {
   const at::Tensor q = kernel_layout(q_in), k = kernel_layout(k_in), v = kernel_layout(v_in);
   const int64_t B = k.size(0), Hkv = k.size(1), L = k.size(2), D = k.size(3);
-  const int64_t G = (L - focal) / m, N = L + G;
+  const int64_t G = (L - focal) / m, S = (std::max<int64_t>(focal + G, 1) + 127) / 128 * 128;
   if (!order.is_contiguous() || order.scalar_type() != at::kLong || order.sizes() != at::IntArrayRef({B, Hkv, L})) {
     throw std::invalid_argument("fast::dga_layout: order must be contiguous int64 [B, Hkv, L]");
   }
   DgaLayout out;
-  out.keys = at::empty({B, Hkv, N, D}, k.options());
-  out.values = at::empty({B, Hkv, N, D}, v.options());
-  out.lo = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
-  out.hi = at::empty({B, Hkv, N}, k.options().dtype(at::kInt));
+  out.keys = at::empty({B, Hkv, S, D}, k.options());
+  out.values = at::empty({B, Hkv, S, D}, v.options());
+  out.lo = at::empty({B, Hkv, S + L}, k.options().dtype(at::kInt));
+  out.hi = at::empty({B, Hkv, S + L}, k.options().dtype(at::kInt));
   out.seen_pairs = at::empty({1}, k.options().dtype(at::kLong));
   if (G > 0) {
     const at::Tensor grouped = order.narrow(-1, 0, G * m).view({B, Hkv, G, m});
-    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, /*merged=*/true, /*raw_row0=*/focal + G);
+    launch_dga_aggregate(q, k, v, grouped, scale, out.keys, out.values, 0, /*merged=*/true);
   }
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   cuda::mark_stage("aggregation", stream);
@@ -626,6 +650,7 @@ DgaLayout dga_layout(const at::Tensor& q_in, const at::Tensor& k_in, const at::T
   p.keys = out.keys.data_ptr();
   p.values = out.values.data_ptr();
   p.out_st = strides_of(out.keys);
+  p.split = static_cast<int>(S);
   p.lo = out.lo.data_ptr<int32_t>();
   p.hi = out.hi.data_ptr<int32_t>();
   p.seen_pairs = reinterpret_cast<unsigned long long*>(out.seen_pairs.data_ptr<int64_t>());

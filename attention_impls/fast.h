@@ -73,9 +73,12 @@ std::string reason_not_decode(const at::Tensor& q1, const at::Tensor& k, const a
 // query at position p only if also block_sel[b, hq, p / 64, n / 64] (block-sparse attention).
 // rows_per_cta: 64 asks the head-dim-128 kernel for 64-row CTAs (two per SM, one query tile
 // each; DGA uses them up to 8K keys), 0 for its default (persistent 128-row CTAs).
+// With k2 / v2 [B, Hkv, N2, D] (k's dtype), the keys are k's N rows (a multiple of 128) followed
+// by k2's, read where they lie (DGA's raw rows are its input's): lo / hi then cover N + N2 keys.
 at::Tensor interval_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& lo,
                               const at::Tensor& hi, int64_t q_pos0, double scale,
-                              const at::Tensor& block_sel = at::Tensor(), int64_t rows_per_cta = 0);
+                              const at::Tensor& block_sel = at::Tensor(), int64_t rows_per_cta = 0,
+                              const at::Tensor& k2 = at::Tensor(), const at::Tensor& v2 = at::Tensor());
 
 // Empty when topk_attention() can run these inputs (reason_not(), head dim 128, at least 64
 // queries); otherwise why not.
@@ -147,11 +150,13 @@ std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q, const at::Tenso
 std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& positions, double scale);
 
-// DGA's compressed layout (steps 3-5) from dga_order()'s order: keys / values [B, Hkv, N, D] in
-// k's dtype, rows [the focal tokens and the aggregates of the (L - focal) / m full groups, merged
-// in order of lo ; raw non-focal], and their visibility intervals lo / hi, int32 [B, Hkv, N]
-// (INT32_MAX: never), and seen_pairs, int64 [1]: Σ over rows of max(0, min(hi, L) - lo), the
-// (query position, row) pairs the layout keeps summed over (b, kv head).
+// DGA's compressed layout (steps 3-5) from dga_order()'s order, for interval_attention() with
+// k / v as its second source: keys / values [B, Hkv, S, D] in k's dtype hold the focal tokens and
+// the aggregates of the (L - focal) / m full groups, merged in order of lo (`merged` rows), then
+// zeros up to S (`merged` rounded up to 128); lo / hi, int32 [B, Hkv, S + L] (INT32_MAX: never),
+// their visibility intervals, then position j's as a raw key ([j, e_g) when non-focal; never,
+// [INT32_MAX, 0), when focal, as the padding); seen_pairs, int64 [1]: Σ over all of max(0, min(hi, L) - lo), the (query position, key)
+// pairs the layout keeps summed over (b, kv head).
 struct DgaLayout {
   at::Tensor keys, values, lo, hi, seen_pairs;
 };

@@ -213,6 +213,56 @@ TEST(IntervalKernel, StridedAndExpandedInputsMatchFloat64) {
   }
 }
 
+// Keys from two sources (DGA's merged rows, then its input's k / v where they lie): the first
+// source's rows, a multiple of 128 of which the last never visible (zeros, as DGA pads them),
+// then a strided second source of odd length. Every kernel gives exactly the output of the same
+// keys in one tensor, and matches float64; a first source of other than a multiple of 128 rows is
+// refused with the reason.
+TEST(IntervalKernel, TwoKeySourcesReadAsOne) {
+  REQUIRE_GPU();
+  const int64_t B = 2, q_pos0 = 40;
+  for (const Case c : {Case{700, 8, 2, 128}, Case{333, 4, 4, 64}}) {
+    const int64_t split = 256, used = 201, N2 = c.L + q_pos0 - 77, N = split + N2;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(c.L);
+    const auto in = test::random_qkv(B, c.hq, c.hkv, c.L, N, c.d, 3 + c.L, at::kBFloat16, kCuda);
+    // k / v with rows used .. split - 1 zero; the second source a view of a longer tensor.
+    const at::Tensor pad = at::arange(split, at::TensorOptions().dtype(at::kLong).device(kCuda)).lt(used).view({1, 1, split, 1});
+    const at::Tensor k1 = in.k.narrow(2, 0, split) * pad, v1 = in.v.narrow(2, 0, split) * pad;
+    const at::Tensor k2 = at::cat({in.k.narrow(2, split, N2), in.k.narrow(2, 0, 5)}, 2).narrow(2, 0, N2);
+    const at::Tensor v2 = at::cat({in.v.narrow(2, split, N2), in.v.narrow(2, 0, 5)}, 2).narrow(2, 0, N2);
+    const at::Tensor k_all = at::cat({k1, k2}, 2), v_all = at::cat({v1, v2}, 2);
+    const auto lopt = at::TensorOptions().dtype(at::kLong);
+    const at::Tensor lo0 = at::randint(0, q_pos0 + c.L, {B, c.hkv, N}, gen, lopt);
+    const at::Tensor span = at::randint(1, c.L, {B, c.hkv, N}, gen, lopt);
+    const at::Tensor forever = at::rand({B, c.hkv, N}, gen, at::TensorOptions().dtype(at::kDouble)).lt(0.3);
+    const at::Tensor never = at::arange(N, lopt).ge(used).logical_and(at::arange(N, lopt).lt(split)).expand({B, c.hkv, N});
+    const at::Tensor lo = at::where(never, at::full({}, INT32_MAX, lopt), lo0).to(kCuda);
+    const at::Tensor hi = at::where(forever, at::full({}, attn::ref::kNever, lopt), lo0 + span).to(kCuda);
+    const double scale = 1.0 / std::sqrt(double(c.d));
+    const at::Tensor want = interval_f64(in.q, k_all, v_all, lo, hi, q_pos0);
+    const at::Tensor ref32 =
+        interval_f64(in.q.to(at::kFloat), k_all.to(at::kFloat), v_all.to(at::kFloat), lo, hi, q_pos0).to(at::kBFloat16);
+    const std::vector<const char*> variants =
+        c.d == 128 ? std::vector<const char*>{"wgmma", "wgmma64", "wgmma64x1", "mma"} : std::vector<const char*>{"mma"};
+    for (const char* variant : variants) {
+      const IntervalVariant use(variant);
+      const at::Tensor one = attn::fast::interval_attention(in.q, k_all, v_all, lo, hi, q_pos0, scale);
+      const at::Tensor two = attn::fast::interval_attention(in.q, k1, v1, lo, hi, q_pos0, scale, {}, 0, k2, v2);
+      EXPECT_TRUE(two.equal(one)) << variant << " D=" << c.d << ": max diff "
+                                  << (two.to(at::kFloat) - one.to(at::kFloat)).abs().max().item<float>();
+      EXPECT_LE(test::rel_l2(two, want), test::derived_tolerance(at::kBFloat16, test::rel_l2(ref32, want)))
+          << variant << " D=" << c.d;
+    }
+    try {
+      attn::fast::interval_attention(in.q, k1.narrow(2, 0, 200), v1.narrow(2, 0, 200), lo.narrow(2, 0, 200 + N2),
+                                     hi.narrow(2, 0, 200 + N2), q_pos0, scale, {}, 0, k2, v2);
+      ADD_FAILURE() << "a first source of 200 rows was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("multiple of 128"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Sliding window, DGA and block top-k on the kernel against the same implementation's reference path.
 TEST(IntervalKernel, RegistryFastPathsMatchTheirReference) {
   REQUIRE_GPU();
@@ -560,8 +610,9 @@ TEST(DgaKernels, AggregatesMatchFloat64) {
 
 // The whole DGA layout from the kernels (dga_plan on CUDA) against the reference's (on the CPU):
 // the same intervals, the same focal and raw rows, aggregates within the dtype's rounding. The
-// kernels merge focal rows and aggregates in order of lo, so both layouts are compared with their
-// rows in order of (lo, hi), which no two rows share.
+// kernels merge focal rows and aggregates in order of lo and take the raw rows from k / v where
+// they lie (a second source, every position with an interval, never for focal ones), so both
+// layouts are compared as the rows that can be seen, in order of (lo, hi), which no two share.
 TEST(DgaKernels, LayoutMatchesTheReference) {
   REQUIRE_GPU();
   // Rows of a layout [B, Hkv, N, ...] in order of (lo, hi); lo and hi int64 on the CPU, hi
@@ -583,9 +634,33 @@ TEST(DgaKernels, LayoutMatchesTheReference) {
       const double scale = 1.0 / std::sqrt(double(c.d));
       const attn::DgaPlan gpu_plan = attn::dga_plan(*impl, in.q, in.k, in.v, scale);
       const attn::DgaPlan cpu_plan = attn::dga_plan(*impl, in.q.to(at::kCPU), in.k.to(at::kCPU), in.v.to(at::kCPU), scale);
-      ASSERT_EQ(gpu_plan.keys.sizes(), cpu_plan.keys.sizes()) << spec << " L=" << c.L;
-      const Rows gpu = in_order(gpu_plan.keys.to(at::kCPU).to(at::kFloat), gpu_plan.values.to(at::kCPU).to(at::kFloat),
-                                gpu_plan.lo.to(at::kCPU).to(at::kLong), gpu_plan.hi.to(at::kCPU).to(at::kLong));
+      ASSERT_TRUE(gpu_plan.k2.defined() && gpu_plan.k2.data_ptr() == in.k.data_ptr() &&
+                  gpu_plan.v2.data_ptr() == in.v.data_ptr())
+          << spec;
+      const int64_t split = gpu_plan.keys.size(2);
+      ASSERT_EQ(split % 128, 0) << spec;
+      ASSERT_EQ(gpu_plan.lo.size(2), split + c.L) << spec;
+      // The rows that can be seen: lo not "never"; as many per (b, kv head) as the reference has.
+      const at::Tensor lo_all = gpu_plan.lo.to(at::kCPU).to(at::kLong), hi_all = gpu_plan.hi.to(at::kCPU).to(at::kLong);
+      const at::Tensor seen = lo_all.ne(INT32_MAX);
+      ASSERT_TRUE(seen.sum(-1).eq(cpu_plan.keys.size(2)).all().item<bool>()) << spec << " L=" << c.L;
+      // Never is [INT32_MAX, 0): a tile whose focal positions ended at "never" would be listed
+      // for every later query tile, and the attention would compute all of them.
+      EXPECT_TRUE(hi_all.masked_select(seen.logical_not()).eq(0).all().item<bool>()) << spec;
+      const at::Tensor idx = std::get<1>(seen.to(at::kInt).sort(/*stable=*/true, -1, /*descending=*/true))
+                                 .narrow(-1, 0, cpu_plan.keys.size(2));
+      auto pick = [&](const at::Tensor& rows) {  // [B, Hkv, split + L, D] -> the seen rows
+        return rows.gather(2, idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), rows.size(3)}));
+      };
+      const Rows gpu = in_order(pick(at::cat({gpu_plan.keys, gpu_plan.k2}, 2).to(at::kCPU).to(at::kFloat)),
+                                pick(at::cat({gpu_plan.values, gpu_plan.v2}, 2).to(at::kCPU).to(at::kFloat)),
+                                lo_all.gather(2, idx), hi_all.gather(2, idx));
+      // The merged rows lead; the padding after them is zeros (a masked key's P is 0, but 0 · NaN
+      // is not 0).
+      const int64_t n_merged = seen.narrow(2, 0, split).sum(-1).max().item<int64_t>();
+      EXPECT_TRUE(seen.narrow(2, 0, n_merged).all().item<bool>()) << spec;
+      EXPECT_EQ(gpu_plan.keys.narrow(2, n_merged, split - n_merged).abs().max().item<float>(), 0.f) << spec;
+      EXPECT_EQ(gpu_plan.values.narrow(2, n_merged, split - n_merged).abs().max().item<float>(), 0.f) << spec;
       const Rows cpu = in_order(cpu_plan.keys.to(at::kBFloat16).to(at::kFloat), cpu_plan.values.to(at::kBFloat16).to(at::kFloat),
                                 cpu_plan.lo, cpu_plan.hi);
       EXPECT_TRUE(gpu.lo.equal(cpu.lo)) << spec << " L=" << c.L << ": lo differs";

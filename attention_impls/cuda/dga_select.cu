@@ -9,7 +9,8 @@
 //                non-focal ascending, focal ascending, computed per slice from counts.
 //   aggregation  per group of m non-focal tokens: w = softmax(scale · mean_h q_{h,e}·k_j), the
 //                weighted sums of K and V, one warp per group with an online softmax.
-//   layout       the focal and raw rows copied into the compressed layout, every row's interval.
+//   layout       the focal rows copied into the merged rows (the raw keys stay in k / v, read there
+//                by the attention as its second source), every row's and position's interval.
 #include "attention_impls/cuda/common.cuh"
 #include "attention_impls/cuda/wgmma.cuh"
 
@@ -563,8 +564,7 @@ __global__ void __launch_bounds__(kThreadsF) focal_split_kernel(DgaSelectParams 
 
 // One warp per group: w = softmax_j(scale · mean over the kv head's query heads of q_{h,e}·k_j)
 // (e the group's last position), agg = Σ_j w_j (k_j, v_j), with an online softmax over batches of
-// up to 16 members whose rows are all loaded before any is used. For dga_layout() (merged) it
-// also writes the members' raw rows, which it has loaded anyway. The kernel moves bytes more than
+// up to 16 members whose rows are all loaded before any is used. The kernel moves bytes more than
 // it computes: the positions come first, and then every row a batch needs, the query rows
 // included, is requested before any is waited for; 128 registers at most (no spills), for four
 // CTAs per SM instead of three.
@@ -626,16 +626,6 @@ __global__ void __launch_bounds__(128, 4) aggregate_kernel(DgaAggregateParams p)
       my_pos = lane < n ? pos[j0 + lane] : 0;
       load_batch(n);
     }
-    if (p.merged) {  // the members' raw rows of the layout
-      const int64_t raw0 = p.raw_row0 + static_cast<int64_t>(g) * p.m + j0;
-#pragma unroll
-      for (int j = 0; j < kBatch; ++j) {
-        if (j < n) {
-          *reinterpret_cast<Piece*>(ok_base + (raw0 + j) * p.out_st.l) = kr[j];
-          *reinterpret_cast<Piece*>(ov_base + (raw0 + j) * p.out_st.l) = vr[j];
-        }
-      }
-    }
     float x[kBatch], mx = run_max;
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
@@ -686,52 +676,67 @@ __global__ void __launch_bounds__(128, 4) aggregate_kernel(DgaAggregateParams p)
   *reinterpret_cast<Piece*>(ov_base + row * p.out_st.l) = pv;
 }
 
-// The layout's rows of (b, kv head) in the order [focal ; aggregates ; raw] go to row dst: focal
-// row i and aggregate g to their places in the merged part (no focal position equals a group end:
-// those are non-focal), raw rows stay. Group g is non-focal positions g·m .. g·m + m - 1 (in
-// order), so the group ends below focal position x number min(groups, (x - i) / m) (x - i
-// non-focal positions lie below it), and the focal positions below group end e_g number
-// e_g - (g + 1)·m + 1.
+// The merged rows of (b, kv head), focal row i (n = i) and aggregate g (n = focal + g), go to
+// their place dst in order of lo (no focal position equals a group end: those are non-focal).
+// Group g is non-focal positions g·m .. g·m + m - 1 (in order), so the group ends below focal
+// position x number min(groups, (x - i) / m) (x - i non-focal positions lie below it), and the
+// focal positions below group end e_g number e_g - (g + 1)·m + 1.
 struct LayoutRow {
   int64_t pos;  // the position whose K/V row it holds; -1 for an aggregate
   int dst;
-  int32_t lo, hi;
+  int32_t lo;  // visible from lo on, for ever
 };
 __device__ __forceinline__ LayoutRow layout_row(const DgaLayoutParams& p, const int64_t* order, int n) {
-  const int raw = p.len - p.focal;
-  auto group_end = [&](int g) { return static_cast<int32_t>(order[g * p.m + p.m - 1]); };
-  LayoutRow r{-1, n, 0, kNever};
+  LayoutRow r{-1, n, 0};
   if (n < p.focal) {
-    r.pos = order[raw + n];
+    r.pos = order[p.len - p.focal + n];
     r.lo = static_cast<int32_t>(r.pos);
     r.dst = n + min(p.groups, static_cast<int>((r.pos - n) / p.m));
-  } else if (n < p.focal + p.groups) {
-    const int g = n - p.focal;
-    r.lo = group_end(g);
-    r.dst = g + r.lo - (g + 1) * p.m + 1;
   } else {
-    const int i = n - p.focal - p.groups, g = i / p.m;
-    r.pos = order[i];
-    r.lo = static_cast<int32_t>(r.pos);
-    if (g < p.groups) r.hi = group_end(g);
+    const int g = n - p.focal;
+    r.lo = static_cast<int32_t>(order[g * p.m + p.m - 1]);
+    r.dst = g + r.lo - (g + 1) * p.m + 1;
   }
   return r;
 }
 
-// Every row's interval, one thread per row; with p.seen_pairs, also the pairs the rows keep (a
-// sum per CTA, then one atomic).
+// Every interval of the layout, a thread per merged row, per position and per padding row (a
+// focal row's thread also writes its position's); with p.seen_pairs, also the pairs the
+// intervals keep (a sum per CTA, then one atomic).
 constexpr int kThreadsL = 256;
 __global__ void __launch_bounds__(kThreadsL) layout_interval_kernel(DgaLayoutParams p) {
   __shared__ unsigned long long s_seen[kThreadsL / 32];
-  const int n_rows = p.len + p.groups;
+  const int merged = p.focal + p.groups, per_bh = p.len + p.split - p.focal;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   unsigned long long seen = 0;
-  if (t < static_cast<int64_t>(p.batch) * p.kv_heads * n_rows) {
-    const int64_t bh = t / n_rows;
-    const LayoutRow r = layout_row(p, p.order + bh * p.len, static_cast<int>(t % n_rows));
-    p.lo[bh * n_rows + r.dst] = r.lo;
-    p.hi[bh * n_rows + r.dst] = r.hi;
-    seen = static_cast<unsigned long long>(max(0, min(r.hi, p.len) - r.lo));
+  if (t < static_cast<int64_t>(p.batch) * p.kv_heads * per_bh) {
+    const int64_t bh = t / per_bh;
+    const int n = static_cast<int>(t % per_bh);
+    const int64_t* order = p.order + bh * p.len;
+    int32_t* lo = p.lo + bh * (p.split + p.len);
+    int32_t* hi = p.hi + bh * (p.split + p.len);
+    int at = 0;  // the interval this thread writes, [l, h); never: [kNever, 0), which widens no
+    int32_t l = kNever, h = 0;  // tile summary (summarise_tiles(): a tile is listed for its max hi)
+    if (n < merged) {
+      const LayoutRow r = layout_row(p, order, n);
+      if (r.pos >= 0) {  // a focal position: seen as a merged row
+        lo[p.split + r.pos] = kNever;
+        hi[p.split + r.pos] = 0;
+      }
+      at = r.dst;
+      l = r.lo;
+      h = kNever;
+    } else if (n < p.len + p.groups) {  // non-focal position i: raw until its group ends
+      const int i = n - merged, g = i / p.m;
+      at = p.split + static_cast<int>(order[i]);
+      l = static_cast<int32_t>(order[i]);
+      h = g < p.groups ? static_cast<int32_t>(order[g * p.m + p.m - 1]) : kNever;
+    } else {  // padding of the merged rows
+      at = merged + (n - p.len - p.groups);
+    }
+    lo[at] = l;
+    hi[at] = h;
+    seen = static_cast<unsigned long long>(max(0, min(h, p.len) - l));
   }
   if (p.seen_pairs == nullptr) return;
   for (int off = 16; off > 0; off >>= 1) seen += __shfl_xor_sync(0xffffffffu, seen, off);
@@ -744,14 +749,14 @@ __global__ void __launch_bounds__(kThreadsL) layout_interval_kernel(DgaLayoutPar
   }
 }
 
-// The K/V rows aggregate_kernel does not copy: the focal rows and the raw rows past the last
-// complete group (tail), kRowsPerWarp of them per warp, all loads issued before the stores.
+// The merged rows aggregate_kernel does not write: the focal rows, copied from k / v, and the
+// padding up to split, zeroed; kRowsPerWarp of them per warp, all loads issued before the stores.
 constexpr int kRowsPerWarp = 4;
 
 template <int kD>
 __global__ void layout_copy_kernel(DgaLayoutParams p) {
   using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kD·2 bytes over 32 lanes
-  const int tail = p.len - p.focal - p.groups * p.m, per_bh = p.focal + tail;
+  const int pad = p.split - p.focal - p.groups, per_bh = p.focal + pad;
   const int64_t total = static_cast<int64_t>(p.batch) * p.kv_heads * per_bh;
   const int64_t w0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32 * kRowsPerWarp;
   const int lane = threadIdx.x % 32;
@@ -765,10 +770,15 @@ __global__ void layout_copy_kernel(DgaLayoutParams p) {
     if (!ok[r]) continue;
     const int64_t bh = w / per_bh;
     const int j = static_cast<int>(w % per_bh);
-    const int n = j < p.focal ? j : p.focal + p.groups + p.groups * p.m + (j - p.focal);  // focal, then tail rows
-    const LayoutRow row = layout_row(p, p.order + bh * p.len, n);
     const int hkv = static_cast<int>(bh % p.kv_heads), b = static_cast<int>(bh / p.kv_heads);
-    out[r] = b * p.out_st.b + hkv * p.out_st.h + static_cast<int64_t>(row.dst) * p.out_st.l;
+    const int64_t head = b * p.out_st.b + hkv * p.out_st.h;
+    if (j >= p.focal) {  // padding
+      out[r] = head + static_cast<int64_t>(p.focal + p.groups + j - p.focal) * p.out_st.l;
+      kp[r] = vp[r] = Piece{};
+      continue;
+    }
+    const LayoutRow row = layout_row(p, p.order + bh * p.len, j);
+    out[r] = head + static_cast<int64_t>(row.dst) * p.out_st.l;
     kp[r] = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + row.pos * p.k_st.l)[lane];
     vp[r] = reinterpret_cast<const Piece*>(static_cast<const uint16_t*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + row.pos * p.v_st.l)[lane];
   }
@@ -921,12 +931,13 @@ void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream
 
 void dga_layout(const DgaLayoutParams& p, Dtype, cudaStream_t stream) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("dga layout: head dim 64 or 128");
+  if (p.split < p.focal + p.groups) throw std::invalid_argument("dga layout: split below the merged rows");
   const int64_t bh = static_cast<int64_t>(p.batch) * p.kv_heads;
-  const int64_t rows = bh * (p.len + p.groups);
+  const int64_t rows = bh * (p.len + p.split - p.focal);
   if (rows == 0) return;
   layout_interval_kernel<<<static_cast<unsigned>((rows + kThreadsL - 1) / kThreadsL), kThreadsL, 0, stream>>>(p);
   check(cudaGetLastError(), "dga layout intervals");
-  const int64_t copies = bh * (p.len - p.groups * p.m);  // focal and tail rows
+  const int64_t copies = bh * (p.split - p.groups);  // focal rows and padding
   const int64_t warps = (copies + kRowsPerWarp - 1) / kRowsPerWarp;
   if (warps == 0) return;
   const unsigned blocks = static_cast<unsigned>((warps * 32 + 255) / 256);

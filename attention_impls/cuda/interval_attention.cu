@@ -86,6 +86,21 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
   const T* qbase = static_cast<const T*>(p.q) + b * p.q_st.b + hq * p.q_st.h;
   const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h;
   const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h;
+  // Key tile t into buffer `buf`: from k / v below p.split, from k2 / v2 at and past it.
+  const bool two = p.k2 != nullptr;
+  const T* kbase2 = two ? static_cast<const T*>(p.k2) + b * p.k2_st.b + hkv * p.k2_st.h : kbase;
+  const T* vbase2 = two ? static_cast<const T*>(p.v2) + b * p.v2_st.b + hkv * p.v2_st.h : vbase;
+  auto load_kv = [&](int buf, int t) {
+    const int row0 = t * kBlockN;
+    if (two && row0 >= p.split) {
+      load_tile<T, D, kBlockN>(sk + buf * kBlockN * D, kbase2, p.k2_st.l, row0 - p.split, p.kv_len - p.split);
+      load_tile<T, D, kBlockN>(sv + buf * kBlockN * D, vbase2, p.v2_st.l, row0 - p.split, p.kv_len - p.split);
+    } else {
+      const int rows = two ? p.split : p.kv_len;
+      load_tile<T, D, kBlockN>(sk + buf * kBlockN * D, kbase, p.k_st.l, row0, rows);
+      load_tile<T, D, kBlockN>(sv + buf * kBlockN * D, vbase, p.v_st.l, row0, rows);
+    }
+  };
   const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
@@ -116,18 +131,14 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
     const int count = list_tiles<kThreads>(summ, n_tiles, base, q_first, q_last, p.kv_len, kBlockN, sel, p.sel_stride_q,
                                            s_list, s_warp_count);
     if (count > 0) {
-      const int t0 = s_list[0] & ~kMaskedTile;
-      load_tile<T, D, kBlockN>(sk + (it & 1) * kBlockN * D, kbase, p.k_st.l, t0 * kBlockN, p.kv_len);
-      load_tile<T, D, kBlockN>(sv + (it & 1) * kBlockN * D, vbase, p.v_st.l, t0 * kBlockN, p.kv_len);
+      load_kv(it & 1, s_list[0] & ~kMaskedTile);
       cp_async_commit();
     }
     for (int i = 0; i < count; ++i, ++it) {
       cp_async_wait_all();
       __syncthreads();  // tile i (and Q) visible to all; everyone is done with the other buffer
       if (i + 1 < count) {
-        const int tn = s_list[i + 1] & ~kMaskedTile;
-        load_tile<T, D, kBlockN>(sk + ((it + 1) & 1) * kBlockN * D, kbase, p.k_st.l, tn * kBlockN, p.kv_len);
-        load_tile<T, D, kBlockN>(sv + ((it + 1) & 1) * kBlockN * D, vbase, p.v_st.l, tn * kBlockN, p.kv_len);
+        load_kv((it + 1) & 1, s_list[i + 1] & ~kMaskedTile);
         cp_async_commit();
       }
       const int e = s_list[i];
@@ -264,7 +275,7 @@ size_t topk_workspace_bytes(int batch, int q_heads, int q_len, int capacity) {
 
 bool topk_select(const IntervalParams& p, int top_k, int levels, int capacity, uint32_t* workspace, Dtype dtype,
                  cudaStream_t stream) {
-  if (p.head_dim != 128 || p.block_sel != nullptr || p.row_state != nullptr || top_k < 1 || capacity < 0 ||
+  if (p.head_dim != 128 || p.block_sel != nullptr || p.row_state != nullptr || p.k2 != nullptr || top_k < 1 || capacity < 0 ||
       capacity % 32 != 0 || capacity > kTopkMaxCapacity) {
     return false;
   }
@@ -290,6 +301,10 @@ bool topk_attention(const IntervalParams& p, int top_k, int capacity, uint32_t* 
 void interval_attention(const IntervalParams& p, Dtype dtype, cudaStream_t stream) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("interval attention: head dim must be 64 or 128");
   if (p.row_state != nullptr) throw std::invalid_argument("interval attention: row_state is topk_attention()'s");
+  if (p.k2 != nullptr && (p.split < 0 || p.split % 128 != 0 || p.split > p.kv_len)) {
+    throw std::invalid_argument("interval attention: split " + std::to_string(p.split) +
+                                " (with k2: a multiple of 128, at most kv_len " + std::to_string(p.kv_len) + ")");
+  }
   if (p.q_len <= 0 || p.kv_len <= 0) return;
   summarise(p, stream);
   mark_stage("tile summaries", stream);

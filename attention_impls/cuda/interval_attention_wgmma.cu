@@ -254,8 +254,9 @@ __device__ __forceinline__ int with_halves(int e, const int4* summ, int n_sub, i
 
 // Persistent (two warpgroups; see kOneTilePerCta): one CTA per SM, taking query tiles from a
 // global counter in query_tile()'s order (heaviest first within each head, heads in turn, so that
-// the CTAs at work at one time read the same keys). The producer warp works ahead across items:
-// it takes the next item as soon as it has listed the current one, loads its Q into the other Q
+// the CTAs at work at one time read the same keys); with a second key source (IntervalParams::k2)
+// the tiles from split on load through that source's maps. The producer warp works ahead across
+// items: it takes the next item as soon as it has listed the current one, loads its Q into the other Q
 // buffer, scans the key-tile summaries (32·kScan tiles per round of loads) and loads the visible
 // tiles into kStages K/V buffers, passing each tile's entry (and each item's query tile) through
 // shared memory, published by the mbarrier arrival that the consumers wait on. So one item's first
@@ -269,7 +270,8 @@ template <typename T, int kBN, int kWG, int kStages, bool kThr>
 __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 2 : 1)
     interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, int* work_counter,
                        int n_items, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                       const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap to) {
+                       const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap to,
+                       const __grid_constant__ CUtensorMap tk2, const __grid_constant__ CUtensorMap tv2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kBM = 64 * kWG;
   constexpr int kTileBytesQ = kBM * kD * 2;
@@ -318,6 +320,9 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
     // the smaller count, and ptxas would ignore them.)
     if constexpr (kProducerThreads<kWG> == 128) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
     if (warp > kWG * 4) return;
+    // Keys from here on are rows of k2 / v2. (Decided once: testing p.k2 at every load made ptxas
+    // serialise the consumers' wgmma, C7511.)
+    const int split = p.k2 != nullptr ? p.split : INT_MAX;
     int use = 0;          // K/V stage uses so far
     for (int n = 0;; ++n) {
       const int qb = n % kQBufs;
@@ -367,8 +372,10 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
           mbar_arrive(&full_v[stage]);
         } else {
           const int key0 = (e & kTileBits) * kBN;
-          tma_load_rows<kBN>(sk + stage * kTileBytesKV, &tk, &full_k[stage], key0, qt.hkv, qt.b);
-          tma_load_rows<kBN>(sv + stage * kTileBytesKV, &tv, &full_v[stage], key0, qt.hkv, qt.b);
+          const bool second = key0 >= split;  // a row of k2 / v2
+          const int row0 = second ? key0 - split : key0;
+          tma_load_rows<kBN>(sk + stage * kTileBytesKV, second ? &tk2 : &tk, &full_k[stage], row0, qt.hkv, qt.b);
+          tma_load_rows<kBN>(sv + stage * kTileBytesKV, second ? &tv2 : &tv, &full_v[stage], row0, qt.hkv, qt.b);
         }
         ++use;
       };
@@ -956,11 +963,19 @@ template <typename T, int kBN, int kWG, int kStages, bool kThr = false>
 bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   constexpr int kBM = 64 * kWG;
-  CUtensorMap tq, tk, tv, to;
+  CUtensorMap tq, tk, tv, to, tk2, tv2;
+  const int rows1 = p.k2 != nullptr ? p.split : p.kv_len;  // k / v's rows
   if (!make_map(&tq, p.q, p.q_st, p.batch, p.q_heads, p.q_len, kBM, bf16) ||
       !make_map(&to, p.out, p.o_st, p.batch, p.q_heads, p.q_len, kBM, bf16) ||
-      !make_map(&tk, p.k, p.k_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16) ||
-      !make_map(&tv, p.v, p.v_st, p.batch, p.kv_heads, p.kv_len, kBN, bf16)) {
+      !make_map(&tk, p.k, p.k_st, p.batch, p.kv_heads, rows1, kBN, bf16) ||
+      !make_map(&tv, p.v, p.v_st, p.batch, p.kv_heads, rows1, kBN, bf16)) {
+    return false;
+  }
+  if (p.k2 == nullptr) {
+    tk2 = tk;
+    tv2 = tv;
+  } else if (p.split % kBN != 0 || !make_map(&tk2, p.k2, p.k2_st, p.batch, p.kv_heads, p.kv_len - p.split, kBN, bf16) ||
+             !make_map(&tv2, p.v2, p.v2_st, p.batch, p.kv_heads, p.kv_len - p.split, kBN, bf16)) {
     return false;
   }
   const int64_t items = static_cast<int64_t>((p.q_len + kBM - 1) / kBM) * p.q_heads * p.batch;
@@ -975,7 +990,8 @@ bool launch(const IntervalParams& p, const int4* summary, cudaStream_t stream) {
     check(cudaMemsetAsync(counter, 0, sizeof(int), stream), "wgmma work counter");
     ctas = static_cast<int>(std::min<int64_t>(items, sm_count()));
   }
-  kernel<<<ctas, 128 * kWG + kProducerThreads<kWG>, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv, to);
+  kernel<<<ctas, 128 * kWG + kProducerThreads<kWG>, smem, stream>>>(p, summary, counter, static_cast<int>(items), tq, tk, tv, to,
+                                                                tk2, tv2);
   check(cudaGetLastError(), "wgmma launch");
   return true;
 }

@@ -35,10 +35,17 @@ struct Strides {
 // Rows that see no key get zeros.
 struct IntervalParams {
   const void* q = nullptr;  // [B, Hq, Lq, D]
-  const void* k = nullptr;  // [B, Hkv, N, D]
+  const void* k = nullptr;  // [B, Hkv, N, D] (N = kv_len; with k2, split)
   const void* v = nullptr;  // [B, Hkv, N, D]
   void* out = nullptr;      // [B, Hq, Lq, D]
   Strides q_st, k_st, v_st, o_st;
+  // Optional second source of keys / values: keys n >= split (a multiple of 128) are rows
+  // n - split of k2 / v2 ([B, Hkv, kv_len - split, D]); keys below split are rows of k / v. DGA's
+  // layout keeps its raw rows where they are this way (interval_attention(), exact top-k not).
+  const void* k2 = nullptr;
+  const void* v2 = nullptr;
+  Strides k2_st, v2_st;
+  int split = 0;
   const int32_t* lo = nullptr;  // lo/hi [B, Hkv, N] with these element strides (0: shared)
   const int32_t* hi = nullptr;
   int64_t iv_stride_b = 0, iv_stride_h = 0;
@@ -210,32 +217,34 @@ struct DgaAggregateParams {
   int out_row0 = 0;
   // dga_layout()'s merged rows: the groups are the non-focal positions in order, m to a group
   // (positions = the first n_groups·m of them), and aggregate g goes instead to row g + the number
-  // of focal positions below its end e_g, which is e_g - (g + 1)·m + 1; the group's members are
-  // also copied (they are loaded anyway) to the layout's raw rows raw_row0 + g·m + j.
+  // of focal positions below its end e_g, which is e_g - (g + 1)·m + 1.
   bool merged = false;
-  int raw_row0 = 0;
   int batch = 1, q_heads = 1, kv_heads = 1, head_dim = 128, n_groups = 0, m = 1;
   float scale = 1.0f;
 };
 void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream);
 
 // DGA's compressed layout (steps 4-5) from `order` (non-focal positions ascending, then the
-// `focal` focal ones): rows [focal and aggregates merged by lo ; raw non-focal] of keys / values
-// get the focal and raw rows of k / v (the aggregate rows, and the raw rows of complete groups,
-// are dga_aggregate()'s, with merged set), and lo / hi their visibility intervals: focal
-// [pos, never), aggregate [e_g, never), raw [pos, e_g) or [pos, never) in the short final group.
-// Merged, the rows a query tile sees from the first part are one prefix: one partially visible key
-// tile there instead of two or three.
+// `focal` focal ones), for interval attention over two sources (IntervalParams::k2): keys n <
+// split are rows of keys / values, the focal rows and the aggregates merged in order of lo (the
+// aggregates are dga_aggregate()'s, with merged set; this copies the focal rows from k / v and
+// zeroes the rows up to split); key split + j is position j of k / v itself, raw. lo / hi get
+// their intervals: focal [pos, never), aggregate [e_g, never); position j, when non-focal,
+// [j, e_g) or [j, never) in the short final group; focal positions and the padding never,
+// [kNever, 0), so that no tile's summary widens for them. Merged, the rows a query tile sees
+// from the first part are one prefix, and the raw keys it sees lie in one band of positions that
+// ends at its own.
 struct DgaLayoutParams {
   const void* k = nullptr;  // [B, Hkv, len, D]
   Strides k_st;
   const void* v = nullptr;
   Strides v_st;
   const int64_t* order = nullptr;  // contiguous [B, Hkv, len]
-  void* keys = nullptr;            // [B, Hkv, N, D], N = len + groups
+  void* keys = nullptr;            // [B, Hkv, split, D]
   void* values = nullptr;
   Strides out_st;
-  int32_t* lo = nullptr;  // contiguous [B, Hkv, N]
+  int split = 0;          // at least focal + groups
+  int32_t* lo = nullptr;  // contiguous [B, Hkv, split + len]
   int32_t* hi = nullptr;
   // Optional, zeroed by the caller: gets the (query position, row) pairs the layout keeps, Σ over
   // rows of max(0, min(hi, len) - lo), per kv head (DGA's cost without a pass over lo / hi).
