@@ -285,9 +285,9 @@ at::Tensor interval_attention(const at::Tensor& q_in, const at::Tensor& k_in, co
   if (two) {
     if (!k2_in.defined() || !v2_in.defined() || k2_in.dim() != 4 || k2_in.sizes() != v2_in.sizes() ||
         k2_in.size(0) != B || k2_in.size(1) != Hkv || k2_in.size(3) != D || k2_in.scalar_type() != k.scalar_type() ||
-        v2_in.scalar_type() != k.scalar_type()) {
+        v2_in.scalar_type() != k.scalar_type() || k2_in.device() != k.device() || v2_in.device() != k.device()) {
       throw std::invalid_argument("fast::interval_attention: k2 and v2 must both be given, [B, Hkv, N2, D] like k in "
-                                  "every other dimension and dtype");
+                                  "every other dimension, dtype and device");
     }
     if (N1 % 128 != 0) {
       throw std::invalid_argument("fast::interval_attention: with k2, k's rows (" + std::to_string(N1) +
