@@ -59,6 +59,13 @@ __device__ __forceinline__ void red_add_if(uint32_t* p, uint32_t v, bool pred) {
                "r"(static_cast<int>(pred))
                : "memory");
 }
+// Adds v to the shared word at `addr` when x >= floor (ptxas still branches around the atomic, but
+// with the address and value computed before the test, only the atomic sits in the branch).
+__device__ __forceinline__ void red_add_if_at_least(uint32_t addr, uint32_t v, float x, float floor) {
+  asm volatile("{\n.reg .pred p;\nsetp.ge.f32 p, %2, %3;\n@p red.shared.add.u32 [%0], %1;\n}\n" ::"r"(addr), "r"(v), "f"(x),
+               "f"(floor)
+               : "memory");
+}
 // Stores x's bits at *dst and steps dst on when lo <= x < end, without a branch.
 __device__ __forceinline__ void copy_if_within(uint32_t*& dst, float x, float lo, float end) {
   asm volatile(
@@ -674,6 +681,8 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
       r_copy[r] = false;
     }
   }
+  // The shared address of this thread's two rows' counts.
+  const uint32_t hist_row[2] = {smem_addr(hist + row_base * kStride), smem_addr(hist + (row_base + 8) * kStride)};
   // Part d of CTA row `row`; with 16-bit counts parts d and d + 128 share word d % 128 (far apart
   // in value, so that neighbouring common parts do not contend for one word).
   auto count_of = [&](int row, int d) -> uint32_t {
@@ -706,9 +715,16 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
   };
   // First level: a row's need-th largest so far is a lower bound of its final one, so parts below
   // it never matter; scores there are not counted. Each warp owns its 16 rows' counts and raises
-  // their floors every kFloorEvery tiles.
+  // their floors every kFloorEvery tiles. A floor is kept as the smallest score of its range
+  // (x >= it iff x's range is at or above the floor's, topk::score_of_key()), so that a score is
+  // tested before its range is known; NaN for a resolved row (no score counts).
   constexpr int kFloorEvery = 16;
-  int floor_bin[2] = {r_open[0] ? 0 : 256, r_open[1] ? 0 : 256};  // a resolved row counts nothing
+  float floor_x[2] = {r_open[0] ? -INFINITY : __int_as_float(0x7fffffff), r_open[1] ? -INFINITY : __int_as_float(0x7fffffff)};
+  auto range_floor = [](int bin) {
+    uint32_t lo, width;
+    topk::first_level_range(bin, &lo, &width);
+    return topk::score_of_key(lo);
+  };
   auto raise_floors = [&] {
     __syncwarp();
     const int row0 = wg * 64 + wq * 16;
@@ -716,11 +732,11 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
       const int need = static_cast<int>(s_state[row0 + rr].z);
       if (need <= 0) continue;  // warp-uniform
       const int2 pick = warp_pick_digit([&](int d) { return count_of(row0 + rr, d); }, need);
-      if (g == (rr & 7)) {
+      if (g == (rr & 7) && pick.x >= 0) {  // (an open row's floor is not NaN)
         if (rr < 8) {
-          floor_bin[0] = max(floor_bin[0], pick.x);
+          floor_x[0] = fmaxf(floor_x[0], range_floor(pick.x));
         } else {
-          floor_bin[1] = max(floor_bin[1], pick.x);
+          floor_x[1] = fmaxf(floor_x[1], range_floor(pick.x));
         }
       }
     }
@@ -772,10 +788,17 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
     // Tiles every row sees whole (the list's non-negative entries) skip the causal test.
     auto count = [&](auto full) {
       if (level == 1) {
+        // topk::first_level_bin(x + 0) spelled for the count: t from the magnitude, then the
+        // range 127 - t (x < 0) or 128 + t, whose word with 16-bit counts is the range % 128
+        // (t ^ 127 or t) and whose half is the sign's; the floor tested on the score itself.
         for_each_score<kBN>(sc, [&](float x, int r, int col) {
-          const int bin = topk::first_level_bin(x + 0.0f);
+          const uint32_t b = __float_as_uint(x + 0.0f);
+          const int t = min(127, max(0, static_cast<int>((b & 0x7fffffffu) >> 20) - topk::kMagBase));
+          const uint32_t neg = static_cast<uint32_t>(static_cast<int32_t>(b) >> 31);  // all ones below 0
+          const uint32_t word = (static_cast<uint32_t>(t) ^ (neg & 127u)) | (kPacked ? 0u : ~neg & 128u);
+          const uint32_t one = kPacked ? (neg != 0u ? 1u : 0x10000u) : 1u;
           const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
-          add_if(row_base + r * 8, std::false_type{}, visible && bin >= floor_bin[r], [bin] { return bin; });
+          red_add_if_at_least(hist_row[r] + word * 4, one, x, visible ? floor_x[r] : __int_as_float(0x7fffffff));
         });
       } else if (level == 2) {
         if (copy_all) {
