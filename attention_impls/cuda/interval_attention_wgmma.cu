@@ -59,11 +59,11 @@ __device__ __forceinline__ void red_add_if(uint32_t* p, uint32_t v, bool pred) {
                "r"(static_cast<int>(pred))
                : "memory");
 }
-// Adds v to the shared word at `addr` when x >= floor (ptxas still branches around the atomic, but
-// with the address and value computed before the test, only the atomic sits in the branch).
+// Adds v to the shared word at `addr` when x >= floor, else 0: an atomic for every score, and no
+// branch (ptxas branches around a predicated shared atomic).
 __device__ __forceinline__ void red_add_if_at_least(uint32_t addr, uint32_t v, float x, float floor) {
-  asm volatile("{\n.reg .pred p;\nsetp.ge.f32 p, %2, %3;\n@p red.shared.add.u32 [%0], %1;\n}\n" ::"r"(addr), "r"(v), "f"(x),
-               "f"(floor)
+  asm volatile("{\n.reg .pred p;\n.reg .u32 w;\nsetp.ge.f32 p, %2, %3;\nselp.u32 w, %1, 0, p;\nred.shared.add.u32 [%0], w;\n}\n" ::"r"(addr),
+               "r"(v), "f"(x), "f"(floor)
                : "memory");
 }
 // Stores x's bits at *dst and steps dst on when lo <= x < end, without a branch.
