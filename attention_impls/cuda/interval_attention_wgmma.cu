@@ -53,17 +53,19 @@ __device__ __forceinline__ void mbar_arrive_if(uint64_t* bar, bool pred) {
       "r"(static_cast<int>(pred))
       : "memory");
 }
-// *p += v in shared memory when `pred` holds, without a branch.
-__device__ __forceinline__ void red_add_if(uint32_t* p, uint32_t v, bool pred) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p red.shared.add.u32 [%0], %1;\n}\n" ::"r"(smem_addr(p)), "r"(v),
-               "r"(static_cast<int>(pred))
+// Adds v to the shared word at `addr` when `pred` holds, else to the word at `sink` (a word of
+// its own bank that nothing reads), without a branch: ptxas branches around a predicated shared
+// atomic, which cost more than an atomic for every score, and an atomic into the sink meets no
+// other lane's.
+__device__ __forceinline__ void red_add_or_sink(uint32_t addr, uint32_t sink, uint32_t v, bool pred) {
+  asm volatile("{\n.reg .pred p;\n.reg .u32 a;\nsetp.ne.b32 p, %3, 0;\nselp.u32 a, %0, %1, p;\nred.shared.add.u32 [a], %2;\n}\n" ::"r"(addr),
+               "r"(sink), "r"(v), "r"(static_cast<int>(pred))
                : "memory");
 }
-// Adds v to the shared word at `addr` when x >= floor, else 0: an atomic for every score, and no
-// branch (ptxas branches around a predicated shared atomic).
-__device__ __forceinline__ void red_add_if_at_least(uint32_t addr, uint32_t v, float x, float floor) {
-  asm volatile("{\n.reg .pred p;\n.reg .u32 w;\nsetp.ge.f32 p, %2, %3;\nselp.u32 w, %1, 0, p;\nred.shared.add.u32 [%0], w;\n}\n" ::"r"(addr),
-               "r"(v), "f"(x), "f"(floor)
+// red_add_or_sink() with the test x >= floor.
+__device__ __forceinline__ void red_add_at_least_or_sink(uint32_t addr, uint32_t sink, uint32_t v, float x, float floor) {
+  asm volatile("{\n.reg .pred p;\n.reg .u32 a;\nsetp.ge.f32 p, %3, %4;\nselp.u32 a, %0, %1, p;\nred.shared.add.u32 [a], %2;\n}\n" ::"r"(addr),
+               "r"(sink), "r"(v), "f"(x), "f"(floor)
                : "memory");
 }
 // Stores x's bits at *dst and steps dst on when lo <= x < end, without a branch.
@@ -584,6 +586,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
   __shared__ __align__(8) uint64_t full_q, full_k[kStages], empty[kStages];
   __shared__ int s_warp_count[kThreads / 32];
   __shared__ uint4 s_state[kBM];
+  __shared__ uint32_t s_sink[32];  // red_add_or_sink()'s, one word per bank
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const QueryTile qt = query_tile<kBM>(p);
@@ -683,6 +686,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
   }
   // The shared address of this thread's two rows' counts.
   const uint32_t hist_row[2] = {smem_addr(hist + row_base * kStride), smem_addr(hist + (row_base + 8) * kStride)};
+  const uint32_t sink = smem_addr(s_sink + lane);
   // Part d of CTA row `row`; with 16-bit counts parts d and d + 128 share word d % 128 (far apart
   // in value, so that neighbouring common parts do not contend for one word).
   auto count_of = [&](int row, int d) -> uint32_t {
@@ -693,14 +697,15 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
       return h[d];
     }
   };
-  // Counts bin_of() of CTA row `row` when `pred` holds. With `branch` false, a predicated
-  // reduction and no branch: where most scores count (the first two levels), a branch around an
-  // atomic per score cost more issue slots than the counting itself (level 1 at 16K: 9.22 -> 8.42
-  // ms). With `branch` true, where few scores fall in the row's range (the later levels), a branch
-  // skips the part's shift and the atomic (level 3: 4.45 ms with it, 4.79 without).
+  // Counts bin_of() of CTA row `row` when `pred` holds. With `branch` false, an atomic for every
+  // score, into the sink where it does not count (red_add_or_sink()), and no branch: where many
+  // scores count (the second level's counting warps) a branch per score cost more. With `branch`
+  // true, where few scores fall in the row's range (the later levels), a branch skips the part's
+  // shift and the atomic (level 3: 4.45 ms with it, 4.79 without, measured with a predicated
+  // atomic). The first level counts in the same way as `branch` false, spelled out below.
   auto add_if = [&](int row, auto branch, bool pred, auto bin_of) {
-    // (A part computed for a score outside the row's range, the reduction predicated off, can lie
-    // past 255: the mask keeps even that address inside the row.)
+    // (A part computed for a score outside the row's range can lie past 255: the mask keeps even
+    // that address inside the row, though the atomic then goes to the sink.)
     auto word = [&](int bin) { return &hist[row * kStride + (kPacked ? (bin & 127) : (bin & 255))]; };
     auto one = [&](int bin) { return kPacked ? 1u << ((bin >> 7) * 16) : 1u; };
     if constexpr (decltype(branch)::value) {
@@ -710,7 +715,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
       }
     } else {
       const int bin = bin_of();
-      red_add_if(word(bin), one(bin), pred);
+      red_add_or_sink(smem_addr(word(bin)), sink, one(bin), pred);
     }
   };
   // First level: a row's need-th largest so far is a lower bound of its final one, so parts below
@@ -798,7 +803,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
           const uint32_t word = (static_cast<uint32_t>(t) ^ (neg & 127u)) | (kPacked ? 0u : ~neg & 128u);
           const uint32_t one = kPacked ? (neg != 0u ? 1u : 0x10000u) : 1u;
           const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
-          red_add_if_at_least(hist_row[r] + word * 4, one, x, visible ? floor_x[r] : __int_as_float(0x7fffffff));
+          red_add_at_least_or_sink(hist_row[r] + word * 4, sink, one, x, visible ? floor_x[r] : __int_as_float(0x7fffffff));
         });
       } else if (level == 2) {
         if (copy_all) {
