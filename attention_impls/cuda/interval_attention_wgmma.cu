@@ -697,26 +697,15 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
       return h[d];
     }
   };
-  // Counts bin_of() of CTA row `row` when `pred` holds. With `branch` false, an atomic for every
-  // score, into the sink where it does not count (red_add_or_sink()), and no branch: where many
-  // scores count (the second level's counting warps) a branch per score cost more. With `branch`
-  // true, where few scores fall in the row's range (the later levels), a branch skips the part's
-  // shift and the atomic (level 3: 4.45 ms with it, 4.79 without, measured with a predicated
-  // atomic). The first level counts in the same way as `branch` false, spelled out below.
-  auto add_if = [&](int row, auto branch, bool pred, auto bin_of) {
+  // Counts part `bin` of CTA row `row` when `pred` holds: an atomic for every score, into the
+  // sink where it does not count (red_add_or_sink()), and no branch. Even at the later levels,
+  // where few scores fall in the row's range, a branch around the atomic per score cost more
+  // (BENCHMARKS.md). The first level counts in the same way, spelled out below.
+  auto add_if = [&](int row, bool pred, int bin) {
     // (A part computed for a score outside the row's range can lie past 255: the mask keeps even
     // that address inside the row, though the atomic then goes to the sink.)
-    auto word = [&](int bin) { return &hist[row * kStride + (kPacked ? (bin & 127) : (bin & 255))]; };
-    auto one = [&](int bin) { return kPacked ? 1u << ((bin >> 7) * 16) : 1u; };
-    if constexpr (decltype(branch)::value) {
-      if (pred) {
-        const int bin = bin_of();
-        atomicAdd(word(bin), one(bin));
-      }
-    } else {
-      const int bin = bin_of();
-      red_add_or_sink(smem_addr(word(bin)), sink, one(bin), pred);
-    }
+    const uint32_t* word = &hist[row * kStride + (kPacked ? (bin & 127) : (bin & 255))];
+    red_add_or_sink(smem_addr(word), sink, kPacked ? 1u << ((bin >> 7) * 16) : 1u, pred);
   };
   // First level: a row's need-th largest so far is a lower bound of its final one, so parts below
   // it never matter; scores there are not counted. Each warp owns its 16 rows' counts and raises
@@ -760,11 +749,11 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
   auto count_tile = [&](float(&sc)[kBN / 2], int i) {
     const int key0 = (s_list[i] & ~kMaskedTile) * kBN + tig * 2;
     // A later level: the scores in the row's range [lo, lo + width), by part.
-    auto count_later = [&](auto full, auto branch) {
+    auto count_later = [&](auto full) {
       for_each_score<kBN>(sc, [&](float x, int r, int col) {
         const uint32_t d = topk::key(x) - r_lo[r];
         const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
-        add_if(row_base + r * 8, branch, d < r_width[r] && visible, [&, d] { return static_cast<int>(d >> r_shift[r]); });
+        add_if(row_base + r * 8, d < r_width[r] && visible, static_cast<int>(d >> r_shift[r]));
       });
     };
     // The second level, in a warp whose rows copy: the scores in the row's range (by float
@@ -809,10 +798,10 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
         if (copy_all) {
           copy_later(full);
         } else {
-          count_later(full, std::false_type{});
+          count_later(full);
         }
       } else {
-        count_later(full, std::true_type{});
+        count_later(full);
       }
     };
     if (s_list[i] >= 0) {
