@@ -87,6 +87,29 @@ TEST(TopKSelect, FirstLevelRangesTileTheKeysInOrder) {
   }
 }
 
+// The first pass's word and count per score (first_level_count()) are first_level_bin()'s range
+// as its histogram stores it (with 16-bit counts: word range % 128, high half from 128 on), and
+// its floor test on the score itself (x >= the smallest score of a range) orders as the ranges.
+TEST(TopKSelect, FirstPassCountsEachScoreInItsRangesWord) {
+  std::mt19937 gen(5);
+  const std::vector<float> x = random_scores(gen, 20000);
+  for (float v : x) {
+    const float z = v + 0.0f;
+    const int bin = tk::first_level_bin(z);
+    const tk::FirstLevelCount packed = tk::first_level_count(z, true), plain = tk::first_level_count(z, false);
+    ASSERT_EQ(packed.word, static_cast<uint32_t>(bin & 127)) << v;
+    ASSERT_EQ(packed.one, 1u << ((bin >> 7) * 16)) << v;
+    ASSERT_EQ(plain.word, static_cast<uint32_t>(bin)) << v;
+    ASSERT_EQ(plain.one, 1u) << v;
+  }
+  for (int b = 0; b < 256; ++b) {
+    uint32_t lo, width;
+    tk::first_level_range(b, &lo, &width);
+    const float floor = tk::score_of_key(lo);
+    for (float v : x) ASSERT_EQ(v >= floor, tk::first_level_bin(v + 0.0f) >= b) << "score " << v << " range " << b;
+  }
+}
+
 TEST(TopKSelect, LevelShiftSplitsARangeIntoAtMost256Parts) {
   std::vector<uint32_t> widths;
   for (int p = 0; p < 32; ++p) {

@@ -785,17 +785,11 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
     // Tiles every row sees whole (the list's non-negative entries) skip the causal test.
     auto count = [&](auto full) {
       if (level == 1) {
-        // topk::first_level_bin(x + 0) spelled for the count: t from the magnitude, then the
-        // range 127 - t (x < 0) or 128 + t, whose word with 16-bit counts is the range % 128
-        // (t ^ 127 or t) and whose half is the sign's; the floor tested on the score itself.
+        // The score's word and count (topk::first_level_count()), the floor tested on the score.
         for_each_score<kBN>(sc, [&](float x, int r, int col) {
-          const uint32_t b = __float_as_uint(x + 0.0f);
-          const int t = min(127, max(0, static_cast<int>((b & 0x7fffffffu) >> 20) - topk::kMagBase));
-          const uint32_t neg = static_cast<uint32_t>(static_cast<int32_t>(b) >> 31);  // all ones below 0
-          const uint32_t word = (static_cast<uint32_t>(t) ^ (neg & 127u)) | (kPacked ? 0u : ~neg & 128u);
-          const uint32_t one = kPacked ? (neg != 0u ? 1u : 0x10000u) : 1u;
+          const topk::FirstLevelCount c = topk::first_level_count(x + 0.0f, kPacked);
           const bool visible = decltype(full)::value || key0 + col <= pos_base + r * 8;
-          red_add_at_least_or_sink(hist_row[r] + word * 4, sink, one, x, visible ? floor_x[r] : __int_as_float(0x7fffffff));
+          red_add_at_least_or_sink(hist_row[r] + c.word * 4, sink, c.one, x, visible ? floor_x[r] : __int_as_float(0x7fffffff));
         });
       } else if (level == 2) {
         if (copy_all) {

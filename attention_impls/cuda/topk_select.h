@@ -1,7 +1,8 @@
-// Exact top-k's radix select, its arithmetic: order keys of scores, the first level's 256 ranges,
-// the split of a range into parts and a row's step from one level to the next. Plain C++ that
-// compiles for the GPU (interval_attention_wgmma.cu, which counts) and the host
-// (tests/test_topk_select.cpp, which checks it against sorting).
+// Exact top-k's radix select, its arithmetic: order keys of scores, the first level's 256 ranges
+// (and the word the first pass counts a score in), the split of a range into parts and a row's
+// step from one level to the next. Plain C++ that compiles for the GPU
+// (interval_attention_wgmma.cu, which counts) and the host (tests/test_topk_select.cpp, which
+// checks it against sorting).
 #pragma once
 
 #include <cmath>
@@ -78,6 +79,22 @@ LCB_TOPK_FN int first_level_bin(float x) {
   const uint32_t b = bits_of(x);
   const int t = min_of(127, max_of(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
   return (b >> 31) ? 127 - t : 128 + t;
+}
+
+// Where the first pass counts a score x with no -0 (x + 0.0f): first_level_bin(x) spelled without
+// the range itself. With 16-bit counts (packed) ranges d and d + 128 share word d % 128, d's count
+// in the high half for d >= 128: the word is t or t ^ 127 (127 - t), the half the sign's.
+struct FirstLevelCount {
+  uint32_t word = 0, one = 0;
+};
+LCB_TOPK_FN FirstLevelCount first_level_count(float x, bool packed) {
+  const uint32_t b = bits_of(x);
+  const int t = min_of(127, max_of(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
+  const uint32_t neg = static_cast<uint32_t>(static_cast<int32_t>(b) >> 31);  // all ones below 0
+  FirstLevelCount c;
+  c.word = (static_cast<uint32_t>(t) ^ (neg & 127u)) | (packed ? 0u : ~neg & 128u);
+  c.one = packed ? (neg != 0u ? 1u : 0x10000u) : 1u;
+  return c;
 }
 
 // [lo, lo + width) of first-level range `bin`, in keys (the key of x >= 0 is 2^31 + its bits, of
