@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA kernels on the GPU machine: builds, runs the GPU suite (kernels against their
 # references, every implementation CUDA vs CPU, a sweep), lcb_bench (B=1, then decode at B=16,
-# then exact top-k's prefill up to 64K and topk_block at 10% density at 64K), the GPU sweep of
+# then exact top-k's prefill up to 64K and topk_block at 10% density at 64K), the read floor
+# (tools/gpu/read_floor.cu: an empty launch and the fastest plain read of each size), the GPU sweep of
 # harness/configs/gpu.json, compute-sanitizer on the kernel tests (memcheck; synccheck on the
 # barriers of the interval kernel, its half tiles included, and DGA's selection).
 # Logs, bench*.json and gpu.sqlite land in OUT_DIR; the benchmark tables are printed last, then
@@ -45,6 +46,12 @@ for kernel in wgmma64 mma; do
   status "lcb_bench prefill with LCB_INTERVAL_KERNEL=$kernel: exit $?"
 done
 
+# What the decode steps' bytes cost at the least under the same protocol: an empty launch and the
+# fastest plain read of 2 MiB .. 2 GiB (tools/gpu/read_floor.cu).
+nvcc -O3 -arch=sm_90a -o build-gpu/read_floor tools/gpu/read_floor.cu >"$OUT_DIR/read_floor.txt" 2>&1 &&
+  build-gpu/read_floor >>"$OUT_DIR/read_floor.txt" 2>&1
+status "read floor: exit $?"
+
 build-gpu/lcb_bench --modes=decode --heads=gqa --lengths=16384 --batch=16 --benchmark_out="$OUT_DIR/bench_b16.json" \
   --benchmark_out_format=json >"$OUT_DIR/bench_b16.txt" 2>&1
 status "lcb_bench decode B=16: exit $?"
@@ -69,4 +76,5 @@ sed -n '/^| benchmark/,$p' "$OUT_DIR/bench.txt"
 sed -n '/^| benchmark/,$p' "$OUT_DIR/bench_b16.txt"
 grep -E "^\| prefill" "$OUT_DIR/bench_topk.txt" | grep -v "/sdpa |"
 echo "with LCB_INTERVAL_KERNEL=wgmma64, then mma:"; grep -E "^\| prefill" "$OUT_DIR/bench_other_kernels.txt"
+echo "the read floor:"; grep -E "^empty|^\| [0-9]" "$OUT_DIR/read_floor.txt" | cut -d'|' -f1-4
 echo; cat "$OUT_DIR/status.txt"
