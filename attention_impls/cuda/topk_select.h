@@ -74,10 +74,15 @@ LCB_TOPK_FN float score_of_key(uint32_t k) {
 constexpr int kMagBase = 8 * 121;  // (exponent << 3 | top 3 mantissa bits) of 2^-6
 constexpr int kLevels = 5;         // 256^4 parts cover the widest first-level range (< 2^31)
 
+// The step t (0 .. 127) of a score's magnitude among the 128 ranges of its sign, from its bits.
+LCB_TOPK_FN int first_level_step(uint32_t b) {
+  return min_of(127, max_of(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
+}
+
 // The first-level range of a score x with no -0 (x + 0.0f): 128 + t for x >= 0, 127 - t below.
 LCB_TOPK_FN int first_level_bin(float x) {
   const uint32_t b = bits_of(x);
-  const int t = min_of(127, max_of(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
+  const int t = first_level_step(b);
   return (b >> 31) ? 127 - t : 128 + t;
 }
 
@@ -89,7 +94,7 @@ struct FirstLevelCount {
 };
 LCB_TOPK_FN FirstLevelCount first_level_count(float x, bool packed) {
   const uint32_t b = bits_of(x);
-  const int t = min_of(127, max_of(0, static_cast<int>((b & 0x7fffffffu) >> 20) - kMagBase));
+  const int t = first_level_step(b);
   const uint32_t neg = static_cast<uint32_t>(static_cast<int32_t>(b) >> 31);  // all ones below 0
   FirstLevelCount c;
   c.word = (static_cast<uint32_t>(t) ^ (neg & 127u)) | (packed ? 0u : ~neg & 128u);
