@@ -565,43 +565,58 @@ __global__ void __launch_bounds__(kThreadsF) focal_split_kernel(DgaSelectParams 
 // One warp per group: w = softmax_j(scale · mean over the kv head's query heads of q_{h,e}·k_j)
 // (e the group's last position), agg = Σ_j w_j (k_j, v_j), with an online softmax over batches of
 // up to 16 members whose rows are all loaded before any is used. The kernel moves bytes more than
-// it computes: the positions come first, and then every row a batch needs, the query rows
-// included, is requested before any is waited for; 128 registers at most (no spills), for four
-// CTAs per SM instead of three.
+// it computes, and its time goes to the instructions around the loads: each member's row is one
+// shuffled 32-bit position and one 32x32-bit multiply-add from the lane's base, the 16 dot
+// products are reduced across the warp together (a transposing butterfly: 16 shuffles, not 80,
+// leaving member j's logit in lanes 2j and 2j + 1), so each lane takes one exponential and the
+// weights come back by one shuffle each. 128 registers at most (no spills), for four CTAs per SM.
+__device__ __forceinline__ uint2 opaque(uint2 x) {  // the same bits, which the compiler cannot see through
+  asm("" : "+r"(x.x), "+r"(x.y));
+  return x;
+}
+__device__ __forceinline__ uint32_t opaque(uint32_t x) {
+  asm("" : "+r"(x));
+  return x;
+}
+
 template <typename T, int kD>
 __global__ void __launch_bounds__(128, 4) aggregate_kernel(DgaAggregateParams p) {
   constexpr int kPer = kD / 32;  // head-dim elements per lane: lane l holds l·kPer .. l·kPer + kPer - 1
-  constexpr int kBatch = 16;
+  constexpr int kBatch = 16;     // members per batch; the butterfly below is written for 16
   using Piece = typename std::conditional<kD == 128, uint2, uint32_t>::type;  // kPer 16-bit elements
   const int warp_global = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
   const int total = p.batch * p.kv_heads * p.n_groups;
   if (warp_global >= total) return;
   const int bh = warp_global / p.n_groups, hkv = bh % p.kv_heads, b = bh / p.kv_heads;
-  const int groups = p.q_heads / p.kv_heads;
+  const int g = warp_global - bh * p.n_groups, groups = p.q_heads / p.kv_heads;
   const int64_t* pos = p.positions + bh * (p.positions_stride != 0 ? p.positions_stride : int64_t{p.n_groups} * p.m) +
-                       static_cast<int64_t>(warp_global - bh * p.n_groups) * p.m;
-  // The first batch's positions and the group's end, two independent loads.
-  int64_t my_pos = lane < min(kBatch, p.m) ? pos[lane] : 0;
+                       static_cast<int64_t>(g) * p.m;
+  // The first batch's positions and the group's end, two independent loads. Positions are below
+  // len, an int; a row's bytes (stride · element) fit an int, checked by dga_aggregate().
+  // Lanes past a batch's n members repeat its last one, so that every row loaded is the group's.
+  int my_pos = static_cast<int>(pos[min(lane, min(kBatch, p.m) - 1)]);
   const int64_t e = pos[p.m - 1];
-  const T* kbase = static_cast<const T*>(p.k) + b * p.k_st.b + hkv * p.k_st.h + lane * kPer;
-  const T* vbase = static_cast<const T*>(p.v) + b * p.v_st.b + hkv * p.v_st.h + lane * kPer;
-  auto unpack = [](const Piece& x, float* f) {
+  // The lane's bases, held as they are: left to itself the compiler splits them again into the
+  // parameter and an offset, and adds the two for every row.
+  uint64_t kbase = reinterpret_cast<uint64_t>(static_cast<const char*>(p.k) + (b * p.k_st.b + hkv * p.k_st.h + lane * kPer) * sizeof(T));
+  uint64_t vbase = reinterpret_cast<uint64_t>(static_cast<const char*>(p.v) + (b * p.v_st.b + hkv * p.v_st.h + lane * kPer) * sizeof(T));
+  asm("" : "+l"(kbase), "+l"(vbase));
+  const unsigned k_row = static_cast<unsigned>(p.k_st.l * sizeof(T)), v_row = static_cast<unsigned>(p.v_st.l * sizeof(T));
+  auto unpack = [](Piece x, float* f) {
     const T* h = reinterpret_cast<const T*>(&x);
 #pragma unroll
     for (int i = 0; i < kPer; ++i) f[i] = to_float(h[i]);
   };
   Piece kr[kBatch], vr[kBatch];
-  auto load_batch = [&](int n) {  // rows my_pos of lanes 0 .. n - 1
+  auto load_batch = [&]() {  // all kBatch members' rows, past the batch's n the last one's again
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
-      const int64_t at = __shfl_sync(0xffffffffu, my_pos, j);
-      if (j < n) {
-        kr[j] = *reinterpret_cast<const Piece*>(kbase + at * p.k_st.l);
-        vr[j] = *reinterpret_cast<const Piece*>(vbase + at * p.v_st.l);
-      }
+      const unsigned at = __shfl_sync(0xffffffffu, my_pos, j);  // 32 x 32 -> 64-bit products below
+      kr[j] = __ldg(reinterpret_cast<const Piece*>(kbase + static_cast<uint64_t>(at) * k_row));
+      vr[j] = __ldg(reinterpret_cast<const Piece*>(vbase + static_cast<uint64_t>(at) * v_row));
     }
   };
-  load_batch(min(kBatch, p.m));
+  load_batch();
   float qsum[kPer];  // Σ_h q_{h,e}: the mean logit is (Σ_h q_h)·k / groups
 #pragma unroll
   for (int i = 0; i < kPer; ++i) qsum[i] = 0.f;
@@ -617,47 +632,67 @@ __global__ void __launch_bounds__(128, 4) aggregate_kernel(DgaAggregateParams p)
 #pragma unroll
   for (int i = 0; i < kPer; ++i) ak[i] = av[i] = 0.f;
   const float scale = p.scale / static_cast<float>(groups);
-  const int g = warp_global % p.n_groups;
-  T* ok_base = static_cast<T*>(p.agg_k) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
-  T* ov_base = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
+  const int mine = lane >> 1;  // the member whose logit this lane ends up holding
   for (int j0 = 0; j0 < p.m; j0 += kBatch) {
     const int n = min(kBatch, p.m - j0);
     if (j0 > 0) {
-      my_pos = lane < n ? pos[j0 + lane] : 0;
-      load_batch(n);
+      my_pos = static_cast<int>(pos[j0 + min(lane, n - 1)]);
+      load_batch();
     }
-    float x[kBatch], mx = run_max;
+    // This lane's part of every member's dot product, reduced by a butterfly: at each step a lane
+    // keeps the half of its values that its side of the exchange owns and adds the partner's. The
+    // first step is taken as the products are formed, so that only 8 of them are held at once.
+    auto partial = [&](int j) {
+      float f[kPer], acc = 0.f;
+      unpack(kr[j], f);
 #pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      float f[kPer], dot = 0.f;
-      if (j < n) unpack(kr[j], f);
+      for (int i = 0; i < kPer; ++i) acc += qsum[i] * f[i];
+      return acc;
+    };
+    float d[kBatch / 2];
 #pragma unroll
-      for (int i = 0; i < kPer; ++i) dot += j < n ? qsum[i] * f[i] : 0.f;
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-      x[j] = j < n ? dot * scale : -INFINITY;
-      mx = fmaxf(mx, x[j]);
+    for (int i = 0; i < kBatch / 2; ++i) {
+      const float lo = partial(i), hi = partial(i + kBatch / 2);
+      const bool upper = (lane & 16) != 0;
+      d[i] = (upper ? hi : lo) + __shfl_xor_sync(0xffffffffu, upper ? lo : hi, 16);
     }
-    const float corr = expf(run_max - mx);
-    run_sum *= corr;
+#pragma unroll
+    for (int half = kBatch / 4, off = 8; half >= 1; half >>= 1, off >>= 1) {
+      const bool upper = (lane & off) != 0;
+#pragma unroll
+      for (int i = 0; i < half; ++i) {
+        const float keep = upper ? d[i + half] : d[i], send = upper ? d[i] : d[i + half];
+        d[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+      }
+    }
+    const float dot = d[0] + __shfl_xor_sync(0xffffffffu, d[0], 1);
+    const float x = mine < n ? dot * scale : -INFINITY;
+    float mx = x;
+#pragma unroll
+    for (int off = 2; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    mx = fmaxf(mx, run_max);
+    const float w = expf(x - mx), corr = expf(run_max - mx);
+    float wsum = w;
+#pragma unroll
+    for (int off = 2; off < 32; off <<= 1) wsum += __shfl_xor_sync(0xffffffffu, wsum, off);
+    run_sum = run_sum * corr + wsum;
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       ak[i] *= corr;
       av[i] *= corr;
     }
+    // Every member, weight 0 past n (a repeated row, finite where the group's rows are). The
+    // rows are unpacked again: the floats of the dot products, kept for this, take registers.
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
-      if (j < n) {
-        const float w = expf(x[j] - mx);
-        float fk[kPer], fv[kPer];
-        unpack(kr[j], fk);
-        unpack(vr[j], fv);
-        run_sum += w;
+      const float wj = __shfl_sync(0xffffffffu, w, 2 * j);
+      float fk[kPer], fv[kPer];
+      unpack(opaque(kr[j]), fk);
+      unpack(vr[j], fv);
 #pragma unroll
-        for (int i = 0; i < kPer; ++i) {
-          ak[i] += w * fk[i];
-          av[i] += w * fv[i];
-        }
+      for (int i = 0; i < kPer; ++i) {
+        ak[i] += wj * fk[i];
+        av[i] += wj * fv[i];
       }
     }
     run_max = mx;
@@ -666,12 +701,15 @@ __global__ void __launch_bounds__(128, 4) aggregate_kernel(DgaAggregateParams p)
   if (p.merged) {  // after the focal positions below e: e - (g + 1)·m + 1 of them (see DgaAggregateParams)
     row = g + e - static_cast<int64_t>(g + 1) * p.m + 1;
   }
+  const float inv = 1.f / run_sum;
   Piece pk, pv;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-    reinterpret_cast<T*>(&pk)[i] = from_float<T>(ak[i] / run_sum);
-    reinterpret_cast<T*>(&pv)[i] = from_float<T>(av[i] / run_sum);
+    reinterpret_cast<T*>(&pk)[i] = from_float<T>(ak[i] * inv);
+    reinterpret_cast<T*>(&pv)[i] = from_float<T>(av[i] * inv);
   }
+  T* ok_base = static_cast<T*>(p.agg_k) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
+  T* ov_base = static_cast<T*>(p.agg_v) + b * p.out_st.b + hkv * p.out_st.h + lane * kPer;
   *reinterpret_cast<Piece*>(ok_base + row * p.out_st.l) = pk;
   *reinterpret_cast<Piece*>(ov_base + row * p.out_st.l) = pv;
 }
@@ -915,6 +953,7 @@ void dga_select(const DgaSelectParams& p, Dtype dtype, cudaStream_t stream) {
 
 void dga_aggregate(const DgaAggregateParams& p, Dtype dtype, cudaStream_t stream) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("dga aggregate: head dim 64 or 128");
+  if (std::max(p.k_st.l, p.v_st.l) > INT32_MAX / 2) throw std::invalid_argument("dga aggregate: a row stride over 2^30 elements");
   const int total = p.batch * p.kv_heads * p.n_groups;
   if (total == 0) return;
   constexpr int kThreads = 128;  // four groups per CTA (a group's 16 rows in flight hold many registers)
