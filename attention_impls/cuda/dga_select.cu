@@ -569,7 +569,8 @@ __global__ void __launch_bounds__(kThreadsF) focal_split_kernel(DgaSelectParams 
 // shuffled 32-bit position and one 32x32-bit multiply-add from the lane's base, the 16 dot
 // products are reduced across the warp together (a transposing butterfly: 16 shuffles, not 80,
 // leaving member j's logit in lanes 2j and 2j + 1), so each lane takes one exponential and the
-// weights come back by one shuffle each. 128 registers at most (no spills), for four CTAs per SM.
+// weights come back by one shuffle each. 128 registers at most, for four CTAs per SM (bf16 at head
+// dim 128 spills 40 bytes: a store and two loads per batch).
 __device__ __forceinline__ uint2 opaque(uint2 x) {  // the same bits, which the compiler cannot see through
   asm("" : "+r"(x.x), "+r"(x.y));
   return x;
