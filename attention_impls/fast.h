@@ -150,13 +150,14 @@ std::pair<at::Tensor, at::Tensor> dga_order(const at::Tensor& q, const at::Tenso
 std::pair<at::Tensor, at::Tensor> dga_aggregate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& positions, double scale);
 
-// DGA's compressed layout (steps 3-5) from dga_order()'s order, for interval_attention() with
-// k / v as its second source: keys / values [B, Hkv, S, D] in k's dtype hold the focal tokens and
-// the aggregates of the (L - focal) / m full groups, merged in order of lo (`merged` rows), then
-// zeros up to S (`merged` rounded up to 128); lo / hi, int32 [B, Hkv, S + L] (INT32_MAX: never),
-// their visibility intervals, then position j's as a raw key ([j, e_g) when non-focal; never,
-// [INT32_MAX, 0), when focal, as the padding); seen_pairs, int64 [1]: Σ over all of max(0, min(hi, L) - lo), the (query position, key)
-// pairs the layout keeps summed over (b, kv head).
+// DGA's compressed layout (steps 3-5) from dga_order()'s order, for interval_attention() with k / v
+// as its second source: keys / values [B, Hkv, S, D] in k's dtype hold the focal tokens and the
+// aggregates of the (L - focal) / m full groups, merged in order of lo (`merged` rows), then zeros
+// up to S (`merged` rounded up to 128); lo / hi, int32 [B, Hkv, S + L] (INT32_MAX: never), their
+// visibility intervals, then position j's as a raw key ([j, e_g) when non-focal; never,
+// [INT32_MAX, 0), when focal, as the padding); seen_pairs, int64 [1]: Σ over all of
+// max(0, min(hi, L) - lo), the (query position, key) pairs the layout keeps summed over
+// (b, kv head).
 struct DgaLayout {
   at::Tensor keys, values, lo, hi, seen_pairs;
 };
