@@ -182,6 +182,46 @@ TEST(IntervalKernel, HalfVisibleTilesMatchFloat64) {
   }
 }
 
+// Long key sequences made of 4096-key stretches (the coarse summaries' span: the wgmma kernels
+// skip a stretch that no row of a query tile can see), each stretch, per batch and kv head, one
+// of: never visible; visible from a random query position on; visible over a random window of
+// the query positions; always visible. The last stretch is partial, the queries (positions
+// N - L .. N - 1) cross several tiles of every shape, and the 64-row kernel also runs with a
+// random block selection. Every head-dim-128 kernel against float64.
+TEST(IntervalKernel, StretchesNoRowSeesMatchFloat64) {
+  REQUIRE_GPU();
+  const int64_t B = 2, Hq = 8, Hkv = 2, L = 1300, N = 4 * 4096 + 777, D = 128, stretch = 4096;
+  const int64_t q_pos0 = N - L, n_stretch = (N + stretch - 1) / stretch;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(23);
+  const auto lopt = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor mode = at::randint(0, 4, {B, Hkv, n_stretch}, gen, lopt).repeat_interleave(stretch, -1).narrow(-1, 0, N);
+  const at::Tensor from = at::randint(q_pos0, N, {B, Hkv, N}, gen, lopt);
+  const at::Tensor span = at::randint(1, L / 2, {B, Hkv, N}, gen, lopt);
+  const at::Tensor never = at::full({}, attn::ref::kNever, lopt), zero = at::zeros({}, lopt);
+  const at::Tensor lo = at::where(mode.eq(0), zero, at::where(mode.eq(3), zero, from)).to(kCuda);
+  const at::Tensor hi = at::where(mode.eq(0), zero, at::where(mode.eq(2), from + span, never)).to(kCuda);
+  const auto in = test::random_qkv(B, Hq, Hkv, L, N, D, 29, at::kBFloat16, kCuda);
+  const at::Tensor sel = at::rand({B, Hq, (N + 63) / 64, (N + 63) / 64}, gen, at::TensorOptions().dtype(at::kDouble))
+                             .lt(0.5)
+                             .to(kCuda);
+  for (const at::Tensor& block_sel : {at::Tensor(), sel}) {
+    const at::Tensor want = interval_f64(in.q, in.k, in.v, lo, hi, q_pos0, block_sel);
+    const at::Tensor ref32 =
+        interval_f64(in.q.to(at::kFloat), in.k.to(at::kFloat), in.v.to(at::kFloat), lo, hi, q_pos0, block_sel)
+            .to(at::kBFloat16);
+    const double tol = test::derived_tolerance(at::kBFloat16, test::rel_l2(ref32, want));
+    const std::vector<const char*> variants = block_sel.defined() ? std::vector<const char*>{"wgmma"}
+                                                                  : std::vector<const char*>{"wgmma", "wgmma64", "wgmma64x1", "mma"};
+    for (const char* variant : variants) {
+      const IntervalVariant use(variant);
+      const at::Tensor got =
+          attn::fast::interval_attention(in.q, in.k, in.v, lo, hi, q_pos0, 1.0 / std::sqrt(double(D)), block_sel);
+      EXPECT_LE(test::rel_l2(got, want), tol) << variant << (block_sel.defined() ? " with block_sel" : "");
+      EXPECT_TRUE(test::all_finite(got)) << variant;
+    }
+  }
+}
+
 // Strided inputs, which the TMA kernel addresses through its tensor maps: queries as a [B, L, H, D]
 // tensor viewed as [B, H, L, D] (the head stride below the row stride), and keys/values shared by
 // the whole batch through expand() (batch stride 0, which TMA cannot address: the mma.sync kernel

@@ -337,9 +337,17 @@ __device__ __forceinline__ QueryTile query_tile(const IntervalParams& p) {
 }
 
 // The interval workspace (interval_workspace_bytes()): per (batch, kv head) the summaries of the
-// key tiles of kSelectBlock keys (int4 each), then the persistent wgmma kernel's work counter.
+// key tiles of kSelectBlock keys (int4 each); then per (batch, kv head) the coarse summaries, the
+// same four bounds over kCoarseSub consecutive tiles (4096 keys), by which the wgmma kernel's
+// producer skips the stretches that no row of its query tile sees; then that kernel's work
+// counter.
+constexpr int kCoarseSub = 64;
+__host__ __device__ inline int summary_tiles(int kv_len) { return (kv_len + kSelectBlock - 1) / kSelectBlock; }
+__host__ __device__ inline int coarse_summaries(int kv_len) {
+  return (summary_tiles(kv_len) + kCoarseSub - 1) / kCoarseSub;
+}
 inline size_t interval_summary_bytes(int batch, int kv_heads, int kv_len) {
-  return static_cast<size_t>(batch) * kv_heads * ((kv_len + kSelectBlock - 1) / kSelectBlock) * sizeof(int4);
+  return static_cast<size_t>(batch) * kv_heads * (summary_tiles(kv_len) + coarse_summaries(kv_len)) * sizeof(int4);
 }
 inline int* work_counter(const IntervalParams& p) {
   return reinterpret_cast<int*>(reinterpret_cast<unsigned char*>(p.tile_summary) +

@@ -38,34 +38,56 @@ __device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t stride
   }
 }
 
-// Per key tile: min lo, max lo, min hi, max hi over the keys of the tile that exist. A warp per
-// tile, two keys per lane (coalesced loads, then warp reductions): a thread per tile looping over
-// its 64 keys took about 20 µs at any length, latency-bound.
+// Per key tile: min lo, max lo, min hi, max hi over the keys of the tile that exist; and the same
+// over each kCoarseSub consecutive tiles (interval_summary_bytes()). A CTA per coarse summary, a
+// warp per kSubPerWarp tiles, two keys of each per lane (coarse then over the warps in shared
+// memory): a thread per tile looping over its 64 keys took about 20 µs at any length,
+// latency-bound.
 constexpr int kSummaryWarps = 8;
+constexpr int kSubPerWarp = kCoarseSub / kSummaryWarps;
+__device__ __forceinline__ int4 merge_bounds(int4 a, int4 b) {
+  return make_int4(min(a.x, b.x), max(a.y, b.y), min(a.z, b.z), max(a.w, b.w));
+}
 __global__ void __launch_bounds__(32 * kSummaryWarps) summarise_tiles(const int32_t* lo, const int32_t* hi, int64_t sb,
-                                                                      int64_t sh, int kv_heads, int n, int tiles,
-                                                                      int total, int4* out) {
+                                                                      int64_t sh, int kv_heads, int n, int4* out) {
   static_assert(kBlockN == 64, "two keys per lane");
-  const int idx = blockIdx.x * kSummaryWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (idx >= total) return;
-  const int t = idx % tiles, bh = idx / tiles, h = bh % kv_heads, b = bh / kv_heads;
+  const int tiles = summary_tiles(n), groups = coarse_summaries(n);
+  const int group = blockIdx.x % groups, bh = blockIdx.x / groups, h = bh % kv_heads, b = bh / kv_heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t* l = lo + b * sb + h * sh;
   const int32_t* u = hi + b * sb + h * sh;
-  int lo_min = kNever, lo_max = -kNever, hi_min = kNever, hi_max = -kNever;
+  const int t0 = group * kCoarseSub + warp * kSubPerWarp;
+  // Each key as (lo, lo, hi, hi), keys past n as `none` (which no bound takes); all loads first.
+  const int4 none = make_int4(kNever, -kNever, kNever, -kNever);
+  int4 key[kSubPerWarp][2];
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int j = t * kBlockN + i * 32 + lane;
-    if (j < n) {
-      const int a = l[j], e = u[j];
-      lo_min = min(lo_min, a);
-      lo_max = max(lo_max, a);
-      hi_min = min(hi_min, e);
-      hi_max = max(hi_max, e);
+  for (int i = 0; i < kSubPerWarp; ++i)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int j = (t0 + i) * kBlockN + c * 32 + lane;
+      key[i][c] = none;
+      if (j < n) {
+        const int a = l[j], e = u[j];
+        key[i][c] = make_int4(a, a, e, e);
+      }
     }
+  int4 all = none;
+#pragma unroll
+  for (int i = 0; i < kSubPerWarp; ++i) {
+    const int4 x = merge_bounds(key[i][0], key[i][1]);
+    const int4 s = make_int4(__reduce_min_sync(0xffffffffu, x.x), __reduce_max_sync(0xffffffffu, x.y),
+                             __reduce_min_sync(0xffffffffu, x.z), __reduce_max_sync(0xffffffffu, x.w));
+    if (lane == 0 && t0 + i < tiles) out[static_cast<int64_t>(bh) * tiles + t0 + i] = s;
+    all = merge_bounds(all, s);
   }
-  const int4 s = make_int4(__reduce_min_sync(0xffffffffu, lo_min), __reduce_max_sync(0xffffffffu, lo_max),
-                           __reduce_min_sync(0xffffffffu, hi_min), __reduce_max_sync(0xffffffffu, hi_max));
-  if (lane == 0) out[idx] = s;
+  __shared__ int4 s_warp[kSummaryWarps];
+  if (lane == 0) s_warp[warp] = all;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int w = 1; w < kSummaryWarps; ++w) all = merge_bounds(all, s_warp[w]);
+    out[static_cast<int64_t>(gridDim.x / groups) * tiles + blockIdx.x] = all;
+  }
 }
 
 template <typename T, int D>
@@ -239,12 +261,12 @@ void launch(const IntervalParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "launch");
 }
 
-// Fills p.tile_summary: per key tile of kBlockN the min / max of lo and hi.
+// Fills p.tile_summary: per key tile of kBlockN the min / max of lo and hi, then the coarse
+// summaries.
 void summarise(const IntervalParams& p, cudaStream_t stream) {
-  const int tiles = (p.kv_len + kBlockN - 1) / kBlockN;
-  const int total = p.batch * p.kv_heads * tiles;
-  summarise_tiles<<<(total + kSummaryWarps - 1) / kSummaryWarps, 32 * kSummaryWarps, 0, stream>>>(
-      p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads, p.kv_len, tiles, total, reinterpret_cast<int4*>(p.tile_summary));
+  const int ctas = p.batch * p.kv_heads * coarse_summaries(p.kv_len);
+  summarise_tiles<<<ctas, 32 * kSummaryWarps, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads, p.kv_len,
+                                                           reinterpret_cast<int4*>(p.tile_summary));
   check(cudaGetLastError(), "tile summary launch");
 }
 

@@ -265,16 +265,16 @@ __device__ __forceinline__ int with_halves(int e, const int4* summ, int n_sub, i
 // global counter in query_tile()'s order (heaviest first within each head, heads in turn, so that
 // the CTAs at work at one time read the same keys); with a second key source (IntervalParams::k2)
 // the tiles from split on load through that source's maps. The producer warp works ahead across
-// items: it takes the next item as soon as it has listed the current one, loads its Q into the other Q
-// buffer, scans the key-tile summaries (32·kScan tiles per round of loads) and loads the visible
-// tiles into kStages K/V buffers, passing each tile's entry (and each item's query tile) through
-// shared memory, published by the mbarrier arrival that the consumers wait on. So one item's first
-// tiles load while the consumers finish the last one, and nothing waits for a launch, a list or a
-// first load between items. One consumer loop per warpgroup of 64 rows: S_i, wait, mask,
-// softmax, wait for V_i, PV_i, wait, release the stage; a masked 128-key tile of which the rows
-// see one 64-key half only (with_halves()) computes that half alone. Measured slower here and not kept
-// (BENCHMARKS.md): issuing S_i with PV_{i-1} and taking turns between the two warpgroups at the
-// GEMMs, as FlashAttention-3 does.
+// items: it takes the next item as soon as it has listed the current one, loads its Q into the
+// other Q buffer, scans the key-tile summaries (the coarse ones, then the tiles of those its rows
+// can see) and loads the visible tiles into kStages K/V buffers, passing each tile's entry (and
+// each item's query tile) through shared memory, published by the mbarrier arrival that the
+// consumers wait on. So one item's first tiles load while the consumers finish the last one, and
+// nothing waits for a launch, a list or a first load between items. One consumer loop per
+// warpgroup of 64 rows: S_i, wait, mask, softmax, wait for V_i, PV_i, wait, release the stage; a
+// masked 128-key tile of which the rows see one 64-key half only (with_halves()) computes that
+// half alone. Measured slower here and not kept (BENCHMARKS.md): issuing S_i with PV_{i-1} and
+// taking turns between the two warpgroups at the GEMMs, as FlashAttention-3 does.
 template <typename T, int kBN, int kWG, int kStages, bool kThr>
 __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 2 : 1)
     interval_ws_kernel(const __grid_constant__ IntervalParams p, const int4* __restrict__ summary, int* work_counter,
@@ -287,6 +287,8 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
   constexpr int kTileBytesKV = kBN * kD * 2;
   constexpr int kSub = kBN / kSummaryKeys;
   constexpr int kScan = 8;  // tiles per producer lane and round of summary loads
+  constexpr int kGroupTiles = kCoarseSub / kSub, kLaneTiles = kGroupTiles / 32;  // tiles per coarse summary, per lane
+  static_assert(kScan % kLaneTiles == 0, "whole coarse summaries per round");
   constexpr int kQBufs = kQBuffers<kWG>;
   // Half tiles: on 128-key tiles without score bounds (and so without a block selection, whose
   // tiles are 64 keys).
@@ -332,6 +334,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
     // Keys from here on are rows of k2 / v2. (Decided once: testing p.k2 at every load made ptxas
     // serialise the consumers' wgmma, C7511.)
     const int split = p.k2 != nullptr ? p.split : INT_MAX;
+    const int n_coarse = coarse_summaries(p.kv_len);
     int use = 0;          // K/V stage uses so far
     for (int n = 0;; ++n) {
       const int qb = n % kQBufs;
@@ -370,6 +373,8 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
       }
       const QueryTile qt = query_tile<kBM>(p, item);
       const int4* summ = summary + static_cast<int64_t>(qt.b * p.kv_heads + qt.hkv) * n_sub;
+      const int4* coarse = summary + static_cast<int64_t>(p.batch) * p.kv_heads * n_sub +
+                           static_cast<int64_t>(qt.b * p.kv_heads + qt.hkv) * n_coarse;
       const uint8_t* sel = selection(qt);
       // Stage use `use` gets entry e and, unless the item has no visible tile, tile e's K and V.
       auto issue = [&](int e) {
@@ -389,24 +394,35 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
         ++use;
       };
       // The visible tiles in order; each is issued once the next is found, so that the last can
-      // be marked.
+      // be marked. The coarse summaries first (32 a round), then the tiles of those any row can
+      // see (kScan / kLaneTiles coarse summaries a round): a window's item reads the fine
+      // summaries of two, not of every tile of the head.
       int pending = -1;
-      for (int base = 0; base < n_tiles; base += 32 * kScan) {
-        int e[kScan];
+      for (int gbase = 0; gbase < n_coarse; gbase += 32) {
+        const int4 c = gbase + lane < n_coarse ? coarse[gbase + lane] : make_int4(kNever, -kNever, kNever, -kNever);
+        for (unsigned groups = __ballot_sync(0xffffffffu, !(c.x > qt.q_last || c.w <= qt.q_first)); groups != 0;) {
+          int e[kScan];
 #pragma unroll
-        for (int j = 0; j < kScan; ++j) {
-          const int t = base + j * 32 + lane;
-          e[j] = t < n_tiles ? tile_entry<kSub>(summ, n_sub, t, qt.q_first, qt.q_last, p.kv_len, kSummaryKeys, sel,
-                                                p.sel_stride_q)
-                             : -1;
-          if constexpr (kHalves) e[j] = with_halves(e[j], summ, n_sub, t, qt.q_first, qt.q_last);
-        }
+          for (int jg = 0; jg < kScan / kLaneTiles; ++jg) {
+            const int g = groups != 0 ? gbase + __ffs(groups) - 1 : -1;
+            groups &= groups - 1;
 #pragma unroll
-        for (int j = 0; j < kScan; ++j) {
-          for (unsigned found = __ballot_sync(0xffffffffu, e[j] != -1); found != 0; found &= found - 1) {
-            const int next = __shfl_sync(0xffffffffu, e[j], __ffs(found) - 1);
-            if (lane == 0 && pending != -1) issue(pending);
-            pending = next;
+            for (int jt = 0; jt < kLaneTiles; ++jt) {
+              const int t = g * kGroupTiles + jt * 32 + lane;
+              int& x = e[jg * kLaneTiles + jt];
+              x = g >= 0 && t < n_tiles ? tile_entry<kSub>(summ, n_sub, t, qt.q_first, qt.q_last, p.kv_len, kSummaryKeys,
+                                                           sel, p.sel_stride_q)
+                                        : -1;
+              if constexpr (kHalves) x = with_halves(x, summ, n_sub, t, qt.q_first, qt.q_last);
+            }
+          }
+#pragma unroll
+          for (int j = 0; j < kScan; ++j) {
+            for (unsigned found = __ballot_sync(0xffffffffu, e[j] != -1); found != 0; found &= found - 1) {
+              const int next = __shfl_sync(0xffffffffu, e[j], __ffs(found) - 1);
+              if (lane == 0 && pending != -1) issue(pending);
+              pending = next;
+            }
           }
         }
       }
