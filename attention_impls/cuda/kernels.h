@@ -56,8 +56,8 @@ struct IntervalParams {
   // at position p only if block_sel[b, hq, p / 64, t] != 0 (and its interval allows it).
   const uint8_t* block_sel = nullptr;
   int64_t sel_stride_b = 0, sel_stride_h = 0, sel_stride_q = 0;
-  // Work space of interval_workspace_bytes(): per key tile the min/max of lo and hi, then the
-  // wgmma kernel's work counter.
+  // Work space of interval_workspace_bytes(): per key tile the min/max of lo and hi, the same per
+  // 4096 keys (coarse summaries), then the wgmma kernel's work counter.
   int32_t* tile_summary = nullptr;
   // Query rows per CTA on the head-dim-128 kernel: 0 (or 128) for 128-row CTAs, 64 for 64-row
   // CTAs with 64-key tiles, two per SM, which suit short and uneven tile lists better.
