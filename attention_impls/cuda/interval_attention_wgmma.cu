@@ -334,6 +334,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
     // Keys from here on are rows of k2 / v2. (Decided once: testing p.k2 at every load made ptxas
     // serialise the consumers' wgmma, C7511.)
     const int split = p.k2 != nullptr ? p.split : INT_MAX;
+    // (Here, not before the producer's branch: there it made ptxas serialise the consumers' wgmma.)
     const int n_coarse = coarse_summaries(p.kv_len);
     int use = 0;          // K/V stage uses so far
     for (int n = 0;; ++n) {
