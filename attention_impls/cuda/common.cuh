@@ -346,8 +346,13 @@ __host__ __device__ inline int summary_tiles(int kv_len) { return (kv_len + kSel
 __host__ __device__ inline int coarse_summaries(int kv_len) {
   return (summary_tiles(kv_len) + kCoarseSub - 1) / kCoarseSub;
 }
+// Where the coarse summaries start, in summaries (int4) from the first.
+__host__ __device__ inline int64_t coarse_summary_offset(int batch, int kv_heads, int kv_len) {
+  return static_cast<int64_t>(batch) * kv_heads * summary_tiles(kv_len);
+}
 inline size_t interval_summary_bytes(int batch, int kv_heads, int kv_len) {
-  return static_cast<size_t>(batch) * kv_heads * (summary_tiles(kv_len) + coarse_summaries(kv_len)) * sizeof(int4);
+  return (coarse_summary_offset(batch, kv_heads, kv_len) + static_cast<int64_t>(batch) * kv_heads * coarse_summaries(kv_len)) *
+         sizeof(int4);
 }
 inline int* work_counter(const IntervalParams& p) {
   return reinterpret_cast<int*>(reinterpret_cast<unsigned char*>(p.tile_summary) +

@@ -49,7 +49,8 @@ __device__ __forceinline__ int4 merge_bounds(int4 a, int4 b) {
   return make_int4(min(a.x, b.x), max(a.y, b.y), min(a.z, b.z), max(a.w, b.w));
 }
 __global__ void __launch_bounds__(32 * kSummaryWarps) summarise_tiles(const int32_t* lo, const int32_t* hi, int64_t sb,
-                                                                      int64_t sh, int kv_heads, int n, int4* out) {
+                                                                      int64_t sh, int batch, int kv_heads, int n,
+                                                                      int4* out) {
   static_assert(kBlockN == 64, "two keys per lane");
   const int tiles = summary_tiles(n), groups = coarse_summaries(n);
   const int group = blockIdx.x % groups, bh = blockIdx.x / groups, h = bh % kv_heads, b = bh / kv_heads;
@@ -86,7 +87,7 @@ __global__ void __launch_bounds__(32 * kSummaryWarps) summarise_tiles(const int3
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int w = 1; w < kSummaryWarps; ++w) all = merge_bounds(all, s_warp[w]);
-    out[static_cast<int64_t>(gridDim.x / groups) * tiles + blockIdx.x] = all;
+    out[coarse_summary_offset(batch, kv_heads, n) + blockIdx.x] = all;
   }
 }
 
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, 2) interval_kernel(IntervalParams p,
   const int32_t* lo = p.lo + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const int32_t* hi = p.hi + b * p.iv_stride_b + hkv * p.iv_stride_h;
   const uint8_t* sel = p.block_sel ? p.block_sel + b * p.sel_stride_b + hq * p.sel_stride_h : nullptr;
-  const int n_tiles = (p.kv_len + kBlockN - 1) / kBlockN;
+  const int n_tiles = summary_tiles(p.kv_len);
   const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_tiles;
 
   load_tile<T, D, kBlockM>(sq, qbase, p.q_st.l, m0, p.q_len);
@@ -265,8 +266,8 @@ void launch(const IntervalParams& p, cudaStream_t stream) {
 // summaries.
 void summarise(const IntervalParams& p, cudaStream_t stream) {
   const int ctas = p.batch * p.kv_heads * coarse_summaries(p.kv_len);
-  summarise_tiles<<<ctas, 32 * kSummaryWarps, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.kv_heads, p.kv_len,
-                                                           reinterpret_cast<int4*>(p.tile_summary));
+  summarise_tiles<<<ctas, 32 * kSummaryWarps, 0, stream>>>(p.lo, p.hi, p.iv_stride_b, p.iv_stride_h, p.batch, p.kv_heads,
+                                                           p.kv_len, reinterpret_cast<int4*>(p.tile_summary));
   check(cudaGetLastError(), "tile summary launch");
 }
 

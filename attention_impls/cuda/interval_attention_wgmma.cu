@@ -30,6 +30,7 @@ namespace {
 
 constexpr int kD = 128;
 constexpr int kSummaryKeys = 64;  // keys per summarised tile (and per topk_block selection block)
+static_assert(kSummaryKeys == kSelectBlock, "summary_tiles() counts tiles of kSelectBlock keys");
 constexpr int kRowBytes = 128;    // one swizzled half-row
 // Exact top-k's candidates of a row (`capacity` words): the counts of the row's four lanes, then
 // each lane's segment of this many words.
@@ -306,7 +307,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
   __shared__ int2 s_iv[kWG][2][kBN];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
+  const int n_sub = summary_tiles(p.kv_len);
   const int n_tiles = (n_sub + kSub - 1) / kSub;
   auto selection = [&](const QueryTile& qt) {
     return p.block_sel ? p.block_sel + qt.b * p.sel_stride_b + qt.hq * p.sel_stride_h : nullptr;
@@ -374,6 +375,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, kWG == 1 ? 
       }
       const QueryTile qt = query_tile<kBM>(p, item);
       const int4* summ = summary + static_cast<int64_t>(qt.b * p.kv_heads + qt.hkv) * n_sub;
+      // (coarse_summary_offset(), spelled with n_sub: the call made ptxas serialise the consumers' wgmma.)
       const int4* coarse = summary + static_cast<int64_t>(p.batch) * p.kv_heads * n_sub +
                            static_cast<int64_t>(qt.b * p.kv_heads + qt.hkv) * n_coarse;
       const uint8_t* sel = selection(qt);
@@ -627,7 +629,7 @@ __global__ void __launch_bounds__(128 * kWG + kProducerThreads<kWG>, 1)
   }
   if (!__syncthreads_or(open)) return;  // every row resolved: nothing loaded, nothing to do
 
-  const int n_sub = (p.kv_len + kSummaryKeys - 1) / kSummaryKeys;
+  const int n_sub = summary_tiles(p.kv_len);
   const int n_tiles = (n_sub + kSub - 1) / kSub;
   const int4* summ = summary + static_cast<int64_t>(b * p.kv_heads + hkv) * n_sub;
   const bool producer = warp >= kWG * 4;
