@@ -20,7 +20,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <type_traits>
 #include <utility>
 
 namespace lcb::attn::cuda {
@@ -95,55 +94,72 @@ __device__ __forceinline__ void store_partial(const DecodeParams& p, int b, int 
 }
 
 // Query heads h·G .. h·G + G - 1 of batch b from their splits' partials (the workspace, read
-// through L2: other CTAs wrote it), each with its log-sum-exp: one warp per head. Lanes take the
-// splits' maxima and sums 32 at a time, then every lane adds its D/32 output elements over the
-// splits, whose loads do not wait on each other.
+// through L2: other CTAs wrote it), each with its log-sum-exp: one warp per head. This is the
+// tail of the step, so its loads go out together: the splits come in rounds of 32 (a split's
+// maximum and sum per lane), each round's maxima and sums with the outputs of its first kBatch
+// splits, and every further batch of outputs before the one before it is summed. Up to kBatch
+// splits cost one trip through L2.
 template <typename T, int D, int G>
 __device__ __forceinline__ void combine_splits(const DecodeParams& p, int b, int h, int splits) {
+  constexpr int kE = D / 32, kBatch = 8;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int gq = warp; gq < G; gq += blockDim.x / 32) {
     const int hq = h * G + gq;
     const float* ws = p.workspace + (static_cast<int64_t>(b) * p.q_heads + hq) * splits * (D + 2);
-    float mx = -INFINITY;
-    for (int s = lane; s < splits; s += 32) mx = fmaxf(mx, __ldcg(ws + s * (D + 2) + D));
+    // Outputs of splits s0 + j0 .. s0 + j0 + kBatch - 1 (below s0 + n) into ob.
+    auto load_batch = [&](float (&ob)[kBatch][kE], int s0, int n, int j0) {
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-    float o[D / 32], sum = 0.f;
+      for (int j = 0; j < kBatch; ++j)
 #pragma unroll
-    for (int e = 0; e < D / 32; ++e) o[e] = 0.f;
-    if (mx != -INFINITY) {
-      for (int s0 = 0; s0 < splits; s0 += 32) {
-        float w = 0.f;
-        if (s0 + lane < splits) {
-          const float* part = ws + (s0 + lane) * (D + 2);
-          w = exp2f(__ldcg(part + D) - mx);
-          sum += w * __ldcg(part + D + 1);
-        }
-        const int n = min(32, splits - s0);
-#pragma unroll 4
-        for (int j = 0; j < n; ++j) {
-          const float wj = __shfl_sync(0xffffffffu, w, j);
-          const float* part = ws + (s0 + j) * (D + 2);
+        for (int e = 0; e < kE; ++e) ob[j][e] = j0 + j < n ? __ldcg(ws + (s0 + j0 + j) * (D + 2) + e * 32 + lane) : 0.f;
+    };
+    float mx = -INFINITY, sum = 0.f, o[kE];
 #pragma unroll
-          for (int e = 0; e < D / 32; ++e) o[e] = fmaf(wj, __ldcg(part + e * 32 + lane), o[e]);
-        }
+    for (int e = 0; e < kE; ++e) o[e] = 0.f;
+    for (int s0 = 0; s0 < splits; s0 += 32) {
+      const int n = min(32, splits - s0);
+      float m_s = -INFINITY, l_s = 0.f;
+      if (lane < n) {
+        m_s = __ldcg(ws + (s0 + lane) * (D + 2) + D);
+        l_s = __ldcg(ws + (s0 + lane) * (D + 2) + D + 1);
       }
+      float ob[kBatch][kE];
+      load_batch(ob, s0, n, 0);
+      float m_round = m_s;
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      for (int off = 16; off > 0; off >>= 1) m_round = fmaxf(m_round, __shfl_xor_sync(0xffffffffu, m_round, off));
+      const float m_next = fmaxf(mx, m_round);
+      if (m_next == -INFINITY) continue;  // no key so far
+      const float corr = ex2(mx - m_next);
+      mx = m_next;
+      sum *= corr;
+#pragma unroll
+      for (int e = 0; e < kE; ++e) o[e] *= corr;
+      const float w = ex2(m_s - mx);  // 0 past the round's splits and for empty ones
+      sum = fmaf(w, l_s, sum);
+      for (int j0 = 0; j0 < n; j0 += kBatch) {
+        float next[kBatch][kE];
+        load_batch(next, s0, n, j0 + kBatch);
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          const float wj = __shfl_sync(0xffffffffu, w, (j0 + j) & 31);  // 0 past n
+#pragma unroll
+          for (int e = 0; e < kE; ++e) o[e] = fmaf(wj, ob[j][e], o[e]);
+        }
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j)
+#pragma unroll
+          for (int e = 0; e < kE; ++e) ob[j][e] = next[j][e];
+      }
     }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     if (p.lse != nullptr && lane == 0) {
       p.lse[static_cast<int64_t>(b) * p.q_heads + hq] = sum > 0.f ? (mx + log2f(sum)) * 0.6931471805599453f : -INFINITY;
     }
     T* dst = static_cast<T*>(p.out) + b * p.o_st.b + hq * p.o_st.h;
 #pragma unroll
-    for (int e = 0; e < D / 32; ++e) {
-      const float out = sum > 0.f ? o[e] / sum : 0.f;
-      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        dst[e * 32 + lane] = __float2bfloat16(out);
-      } else {
-        dst[e * 32 + lane] = __float2half(out);
-      }
-    }
+    for (int e = 0; e < kE; ++e) dst[e * 32 + lane] = from_float<T>(sum > 0.f ? o[e] / sum : 0.f);
   }
 }
 
@@ -381,16 +397,23 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
     const T* ck = sk + (c % kMmaStages) * kChunk * D;
     const T* cv = sv + (c % kMmaStages) * kChunk * D;
 
-    // S = Q K^T for this warp's 16 keys.
+    // S = Q K^T for this warp's 16 keys, the head dimension's even and odd 16-element steps
+    // in separate accumulators (chains of D/32 dependent MMAs, not D/16).
     float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    float s_odd[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       uint32_t bf[4];
       const int row = warp * 16 + (lane & 7) + ((lane >> 4) << 3);
       ldmatrix_x4(bf, smem_addr(ck + swz<D>(row, kk * 2 + ((lane >> 3) & 1)) * 8));
-      Mma<T>::run(s[0], qa[kk], bf[0], bf[1]);
-      Mma<T>::run(s[1], qa[kk], bf[2], bf[3]);
+      float (&acc)[2][4] = kk % 2 == 0 ? s : s_odd;
+      Mma<T>::run(acc[0], qa[kk], bf[0], bf[1]);
+      Mma<T>::run(acc[1], qa[kk], bf[2], bf[3]);
     }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] += s_odd[nt][e];
     if (c == n_chunks - 1) {  // the last chunk may run past `end`
       const int key0 = begin + c * kChunk + warp * 16 + tig * 2;
 #pragma unroll
