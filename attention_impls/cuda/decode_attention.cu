@@ -6,8 +6,9 @@
 // kv head) to finish, counted by an atomic ticket, combines the splits (LCB_DECODE_COMBINE=kernel:
 // a second kernel does, for A/B timings). Two kernels read the keys (use_mma() picks):
 // - tensor cores (split_mma_kernel): the G query heads of a kv head are the rows of one m16
-//   fragment (rows G..15 zero) and keys stream through shared memory in chunks of 64, three
-//   chunks in flight with cp.async; each warp takes 16 keys of a chunk. On CUDA cores every key's
+//   fragment (rows G..15 zero) and keys stream through shared memory in chunks of 16, each warp
+//   taking every fourth chunk of the split through its own three stages (cp.async, no CTA-wide
+//   barrier until the warps' partials are merged). On CUDA cores every key's
 //   dot products, and their reduction across lanes, cost G times as much; even at G = 1 the
 //   copies and the MMA keep more bytes in flight than the CUDA-core kernel;
 // - CUDA cores (split_kernel), for one query head per kv head over gathered rows (topk_block):
@@ -315,49 +316,55 @@ __global__ void __launch_bounds__(kThreads) split_kernel(DecodeParams p, int tot
   combine_if_last<T, D, G>(p, b, h, splits);
 }
 
-constexpr int kChunk = 64;  // keys per shared-memory stage: 16 per warp
+constexpr int kWarpChunk = 16;  // keys per stage: each warp streams its own chunks
 constexpr int kMmaStages = 3;
 
 template <int D>
-constexpr size_t mma_smem_bytes() {
-  return static_cast<size_t>(kMmaStages) * kChunk * D * 2 * 2;  // K and V, 16-bit
+__host__ __device__ constexpr size_t mma_smem_bytes() {
+  return static_cast<size_t>(kWarps) * kMmaStages * kWarpChunk * D * 2 * 2;  // K and V, 16-bit
 }
 
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, int total, int keys_per_split) {
   static_assert(G >= 1 && G <= 8, "the query heads of a kv head fill rows 0..7 of the fragment");
-  constexpr int kPieces = D / 8;                    // 16-byte pieces per row
-  constexpr int kRowsPerPass = kThreads / kPieces;  // rows one pass of the CTA copies
+  static_assert((kWarps * G * D + kWarps * G * 2) * sizeof(float) <= mma_smem_bytes<D>(),
+                "the merge after the loop reuses the stages");
+  constexpr int kPieces = D / 8;               // 16-byte pieces per row
+  constexpr int kRowsPerPass = 32 / kPieces;  // rows one pass of the warp copies
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* sk = reinterpret_cast<T*>(smem_raw);  // kMmaStages x [kChunk][D], swizzled
-  T* sv = sk + kMmaStages * kChunk * D;
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, splits = gridDim.x;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  // This warp's stages: kMmaStages x {K, V} x [kWarpChunk][D], swizzled.
+  T* const stages = reinterpret_cast<T*>(smem_raw) + warp * kMmaStages * 2 * kWarpChunk * D;
   const int begin = split * keys_per_split, end = min(total, begin + keys_per_split);
-  const int n_chunks = (max(end - begin, 0) + kChunk - 1) / kChunk;
+  // The split's 16-key chunks go to the warps in turn: this warp's j-th is chunk warp + j·kWarps.
+  const int n_all = (max(end - begin, 0) + kWarpChunk - 1) / kWarpChunk;
+  const int n_mine = n_all > warp ? (n_all - warp + kWarps - 1) / kWarps : 0;
   store_row<T, D>(p.store, b, h);
 
-  // Chunk c into its stage; keys past `end` are zero-filled (and masked below). A chunk inside
-  // one segment without a gather (the usual case) steps a pointer; others look up every row.
+  // This warp's chunk j into its stage; keys past `end` are zero-filled (and masked below). A
+  // chunk inside one segment without a gather (the usual case) steps a pointer; others look up
+  // every row.
   const T* fallback = static_cast<const T*>(p.seg[0].k);
-  auto load_chunk = [&](int c) {
-    if (c < n_chunks) {
-      T* dk = sk + (c % kMmaStages) * kChunk * D;
-      T* dv = sv + (c % kMmaStages) * kChunk * D;
-      const int piece = threadIdx.x % kPieces, n0 = begin + c * kChunk, rows = min(kChunk, end - n0);
+  auto load_chunk = [&](int j) {
+    if (j < n_mine) {
+      T* dk = stages + (j % kMmaStages) * 2 * kWarpChunk * D;
+      T* dv = dk + kWarpChunk * D;
+      const int piece = lane % kPieces, n0 = begin + (warp + j * kWarps) * kWarpChunk, rows = min(kWarpChunk, end - n0);
       int sg = 0, local = n0;
       while (sg + 1 < p.segments && local >= p.seg[sg].len) local -= p.seg[sg++].len;
       const DecodeSegment& seg = p.seg[sg];
       if (seg.rows == nullptr && local + rows <= seg.len) {
         const T* kp = static_cast<const T*>(seg.k) + b * seg.k_st.b + h * seg.k_st.h + local * seg.k_st.l + piece * 8;
         const T* vp = static_cast<const T*>(seg.v) + b * seg.v_st.b + h * seg.v_st.h + local * seg.v_st.l + piece * 8;
-        for (int r = threadIdx.x / kPieces; r < kChunk; r += kRowsPerPass) {
+#pragma unroll
+        for (int r = lane / kPieces; r < kWarpChunk; r += kRowsPerPass) {
           const bool ok = r < rows;
           cp_async16(smem_addr(dk + swz<D>(r, piece) * 8), ok ? kp + r * seg.k_st.l : fallback, ok);
           cp_async16(smem_addr(dv + swz<D>(r, piece) * 8), ok ? vp + r * seg.v_st.l : fallback, ok);
         }
       } else {
-        for (int r = threadIdx.x / kPieces; r < kChunk; r += kRowsPerPass) {
+        for (int r = lane / kPieces; r < kWarpChunk; r += kRowsPerPass) {
           const bool ok = r < rows;
           const T *kp = fallback, *vp = fallback;
           if (ok) key_rows<T>(p, b, h, n0 + r, kp, vp);
@@ -369,7 +376,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
     cp_async_commit();  // an empty group past the end keeps the count of groups uniform
   };
 #pragma unroll
-  for (int c = 0; c < kMmaStages - 1; ++c) load_chunk(c);
+  for (int j = 0; j < kMmaStages - 1; ++j) load_chunk(j);
 
   // A fragments of Q: row g is query head h·G + g (rows G..15 stay zero).
   uint32_t qa[D / 16][4];
@@ -390,12 +397,14 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
   const float scale_log2 = p.scale * 1.4426950408889634f;
 
-  for (int c = 0; c < n_chunks; ++c) {
+  // No CTA-wide barrier in the loop: a warp waits only for its own copies, and issues its next
+  // chunk as soon as it has left the stage, whatever the other warps are doing.
+  for (int j = 0; j < n_mine; ++j) {
     cp_async_wait<kMmaStages - 2>();
-    __syncthreads();                 // chunk c visible to all; chunk c-1's stage is free again
-    load_chunk(c + kMmaStages - 1);  // into that stage
-    const T* ck = sk + (c % kMmaStages) * kChunk * D;
-    const T* cv = sv + (c % kMmaStages) * kChunk * D;
+    __syncwarp();                    // chunk j visible to the warp; chunk j-1's stage is free again
+    load_chunk(j + kMmaStages - 1);  // into that stage
+    const T* ck = stages + (j % kMmaStages) * 2 * kWarpChunk * D;
+    const T* cv = ck + kWarpChunk * D;
 
     // S = Q K^T for this warp's 16 keys, the head dimension's even and odd 16-element steps
     // in separate accumulators (chains of D/32 dependent MMAs, not D/16).
@@ -404,7 +413,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       uint32_t bf[4];
-      const int row = warp * 16 + (lane & 7) + ((lane >> 4) << 3);
+      const int row = (lane & 7) + ((lane >> 4) << 3);
       ldmatrix_x4(bf, smem_addr(ck + swz<D>(row, kk * 2 + ((lane >> 3) & 1)) * 8));
       float (&acc)[2][4] = kk % 2 == 0 ? s : s_odd;
       Mma<T>::run(acc[0], qa[kk], bf[0], bf[1]);
@@ -414,8 +423,9 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[nt][e] += s_odd[nt][e];
-    if (c == n_chunks - 1) {  // the last chunk may run past `end`
-      const int key0 = begin + c * kChunk + warp * 16 + tig * 2;
+    const int n0 = begin + (warp + j * kWarps) * kWarpChunk;
+    if (n0 + kWarpChunk > end) {  // the split's last chunk may run past `end`
+      const int key0 = n0 + tig * 2;
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -437,7 +447,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
       uint32_t bf[4];
-      const int row = warp * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+      const int row = (lane & 7) + (((lane >> 3) & 1) << 3);
       ldmatrix_x4_trans(bf, smem_addr(cv + swz<D>(row, dp * 2 + (lane >> 4)) * 8));
       Mma<T>::run(o[2 * dp], pa, bf[0], bf[1]);
       Mma<T>::run(o[2 * dp + 1], pa, bf[2], bf[3]);
