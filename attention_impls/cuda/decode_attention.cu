@@ -578,8 +578,8 @@ void launch_groups(const DecodeParams& p, cudaStream_t stream) {
 int decode_splits(const DecodeParams& p) {
   const int total = std::max(1, total_keys(p));
   // A few CTAs per SM: more splits cost more than they gain (H200: 4 per SM measured faster than
-  // 12 per SM at 16K-128K, BENCHMARKS.md). The tensor-core kernel runs two per SM (its stages
-  // keep 2 x 64 keys in flight each).
+  // 12 per SM at 16K-128K, BENCHMARKS.md). The tensor-core kernel runs two per SM (each of its
+  // warps keeps 2 x 16 keys in flight; one CTA per SM with more stages was slower, BENCHMARKS.md).
   const int ctas_wanted = sm_count() * (use_mma(p) ? 2 : 4);
   const int by_work = (total + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
   const int by_occupancy = std::max(1, ctas_wanted / std::max(1, p.batch * p.kv_heads));
