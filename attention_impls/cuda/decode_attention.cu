@@ -340,6 +340,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
   // The split's 16-key chunks go to the warps in turn: this warp's j-th is chunk warp + j·kWarps.
   const int n_all = (max(end - begin, 0) + kWarpChunk - 1) / kWarpChunk;
   const int n_mine = n_all > warp ? (n_all - warp + kWarps - 1) / kWarps : 0;
+  auto first_key = [&](int j) { return begin + (warp + j * kWarps) * kWarpChunk; };  // of this warp's chunk j
   store_row<T, D>(p.store, b, h);
 
   // This warp's chunk j into its stage; keys past `end` are zero-filled (and masked below). A
@@ -350,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
     if (j < n_mine) {
       T* dk = stages + (j % kMmaStages) * 2 * kWarpChunk * D;
       T* dv = dk + kWarpChunk * D;
-      const int piece = lane % kPieces, n0 = begin + (warp + j * kWarps) * kWarpChunk, rows = min(kWarpChunk, end - n0);
+      const int piece = lane % kPieces, n0 = first_key(j), rows = min(kWarpChunk, end - n0);
       int sg = 0, local = n0;
       while (sg + 1 < p.segments && local >= p.seg[sg].len) local -= p.seg[sg++].len;
       const DecodeSegment& seg = p.seg[sg];
@@ -423,9 +424,8 @@ __global__ void __launch_bounds__(kThreads, 2) split_mma_kernel(DecodeParams p, 
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[nt][e] += s_odd[nt][e];
-    const int n0 = begin + (warp + j * kWarps) * kWarpChunk;
-    if (n0 + kWarpChunk > end) {  // the split's last chunk may run past `end`
-      const int key0 = n0 + tig * 2;
+    if (first_key(j) + kWarpChunk > end) {  // the split's last chunk may run past `end`
+      const int key0 = first_key(j) + tig * 2;
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
